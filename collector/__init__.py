@@ -1,0 +1,1 @@
+"""Agentless Remote Desktop diagnostics: inventory -> collect -> facts -> checks -> reports."""

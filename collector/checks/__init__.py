@@ -1,0 +1,149 @@
+"""The check catalogue: small pure functions over collected facts, metadata beside them.
+
+A check never does I/O. When the facts it needs are missing it is not run: the result is
+``unknown`` with the reason (host not collected, probe failed, role not collected), never pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collector.model import (
+    CheckResult,
+    CollectionFailure,
+    Evidence,
+    HostFacts,
+    Role,
+    Severity,
+    Status,
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check function decides; the catalogue entry adds id, severity and remediation."""
+
+    status: Status
+    title: str
+    evidence: tuple[Evidence, ...] = ()
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    title: str
+    severity: Severity
+    roles: frozenset[Role]
+    needs: tuple[str, ...]
+    remediation: str
+    references: tuple[str, ...]
+    evaluate: Callable[[HostFacts], Verdict]
+
+    def applies_to(self, roles: Sequence[Role]) -> bool:
+        return bool(self.roles.intersection(roles))
+
+
+COLLECTION_TITLES = {
+    CollectionFailure.UNREACHABLE: "The host could not be reached over WinRM",
+    CollectionFailure.AUTH_FAILED: "WinRM refused the collector's credentials",
+    CollectionFailure.TIMEOUT: "Collection did not finish within the host's deadline",
+    CollectionFailure.BAD_OUTPUT: "The host returned output that breaks the probe contract",
+}
+
+COLLECTION_REMEDIATION = {
+    CollectionFailure.UNREACHABLE: (
+        "From the workstation: Test-NetConnection -ComputerName HOST -Port 5986 (or 5985).\n"
+        "On the host: Get-Service WinRM; winrm enumerate winrm/config/listener; "
+        "Enable-PSRemoting -Force to create a listener; check the 'Windows Remote Management' "
+        "firewall rules and any network firewall between the workstation and the host."
+    ),
+    CollectionFailure.AUTH_FAILED: (
+        "Check the password source named in the inventory, that the account is not locked "
+        "(Get-ADUser NAME -Properties LockedOut), and that it is in the host's Administrators or "
+        "Remote Management Users group. On the host: winrm get winrm/config/service/auth shows "
+        "which auth methods are allowed."
+    ),
+    CollectionFailure.TIMEOUT: (
+        "The host accepted the connection but did not answer in time: check its load and the "
+        "WinRM service (Restart-Service WinRM if it is hung), or raise host_deadline for this "
+        "host in the inventory."
+    ),
+    CollectionFailure.BAD_OUTPUT: (
+        "A probe's output did not match its schema: run the probe by hand on the host "
+        "(the script is in collector/scripts/) and compare; a profile script or a transcript "
+        "that prints to the output stream also breaks the JSON."
+    ),
+}
+
+
+def _collection_results(facts: HostFacts) -> list[CheckResult]:
+    vantage = f"workstation -> {facts.target.address}:{facts.target.port} (WinRM {facts.target.transport})"
+    results = []
+    for problem in facts.problems:
+        label = f"probe {problem.probe}" if problem.probe else "session"
+        results.append(
+            CheckResult(
+                id=f"collect.{problem.kind.value}",
+                status=Status.FAIL,
+                severity=Severity.CRITICAL,
+                title=COLLECTION_TITLES[problem.kind],
+                host=facts.target.name,
+                evidence=(Evidence(label=label, value=problem.reason, vantage=vantage),),
+                remediation=COLLECTION_REMEDIATION[problem.kind],
+                references=(),
+            )
+        )
+    return results
+
+
+def _missing_reason(facts: HostFacts, needs: Sequence[str]) -> str | None:
+    """Why a check cannot be judged, or None when all its facts are there."""
+    host_wide = next((p for p in facts.problems if not p.probe), None)
+    if host_wide is not None:
+        return f"host not collected ({host_wide.kind.value}): {host_wide.reason}"
+    for probe in needs:
+        if probe in facts.probes:
+            continue
+        failed = next((p for p in facts.problems if p.probe == probe), None)
+        if failed is not None:
+            return f"probe {probe} failed ({failed.kind.value}): {failed.reason}"
+        return f"probe {probe} was not collected"
+    return None
+
+
+def catalogue() -> tuple[Check, ...]:
+    """Every check, in report order."""
+    from collector.checks import services
+
+    return services.CHECKS
+
+
+def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
+    """All results for one host: collection problems first, then each applicable check."""
+    results = _collection_results(facts)
+    for check in checks if checks is not None else catalogue():
+        if not check.applies_to(facts.target.roles):
+            continue
+        reason = _missing_reason(facts, check.needs)
+        if reason is not None:
+            verdict = Verdict(
+                Status.UNKNOWN,
+                check.title,
+                (Evidence("why unknown", reason, "collector"),),
+            )
+        else:
+            verdict = check.evaluate(facts)
+        results.append(
+            CheckResult(
+                id=check.id,
+                status=verdict.status,
+                severity=check.severity,
+                title=verdict.title,
+                host=facts.target.name,
+                evidence=verdict.evidence,
+                remediation=check.remediation,
+                references=check.references,
+            )
+        )
+    return results

@@ -1,0 +1,362 @@
+"""Command line: argument parsing, the run's outer loop, and exit codes. Nothing else.
+
+Exit codes: 0 collection complete and nothing at or above --fail-on; 1 something at or above
+--fail-on was found (collection failures included); 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from collector import checks, credentials, inventory, report
+from collector.model import CheckResult, HostReport, RunReport, Severity, Status
+from collector.runner import DEFAULT_CONCURRENCY, run_hosts, utc_now
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+SUBCOMMANDS = ("demo", "lab", "render", "rules")
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit 2 with this message, no traceback."""
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("rdp-collector")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _err(message: str) -> None:
+    print(f"collect: {message}", file=sys.stderr, flush=True)
+
+
+# --- judging a run -------------------------------------------------------------------------------
+
+
+def counted_severity(result: CheckResult) -> Severity | None:
+    """The level at which a result counts for --fail-on: a warn is never above 'warning'."""
+    if result.status is Status.FAIL:
+        return result.severity
+    if result.status is Status.WARN:
+        return min(result.severity, Severity.WARNING, key=lambda s: s.rank)
+    return None
+
+
+def exit_code(hosts: Sequence[HostReport], fail_on: Severity) -> int:
+    for host in hosts:
+        for result in host.checks:
+            level = counted_severity(result)
+            if level is not None and level.rank >= fail_on.rank:
+                return EXIT_FOUND
+    return EXIT_OK
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class _Display:
+    """Progress on a terminal (rich), one line per host in a log, nothing with --quiet."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.quiet = quiet
+        self.live = None
+        self.task = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.live = Progress(
+                TextColumn("[bold]collect[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                transient=True,
+            )
+            self.task = self.live.add_task("", total=total)
+            self.live.start()
+
+    def host_done(self, host: HostReport) -> None:
+        problems = sorted({c.id for c in host.checks if c.is_problem})
+        line = f"{host.name}: {host.worst.value}" + (f" ({', '.join(problems)})" if problems else "")
+        if self.live is not None:
+            self.live.update(self.task, advance=1, description=host.name)
+            self.live.console.print(line, highlight=False, markup=False)
+        elif not self.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def run_collection(
+    inv: inventory.Inventory,
+    *,
+    output: Path,
+    concurrency: int,
+    fail_on: Severity,
+    quiet: bool,
+    environ: dict[str, str] | None = None,
+    inventory_label: str | None = None,
+) -> int:
+    """Collect, judge and report every host of ``inv``; returns the exit code."""
+    try:
+        secrets_by_ref = credentials.resolve(
+            inv.credentials.values(), environ=environ, interactive=sys.stdin.isatty()
+        )
+    except credentials.CredentialError as exc:
+        raise UsageError(str(exc)) from None
+    passwords = {name: secrets_by_ref[ref] for name, ref in inv.credentials.items()}
+    for target in inv.targets:
+        if not target.cert_validation:
+            _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
+
+    started = utc_now()
+    try:
+        writer = report.RunWriter(output, report.new_run_id())
+    except OSError as exc:
+        raise UsageError(f"cannot write to {output}: {exc.strerror or exc}") from None
+    meta = {
+        "run_id": writer.run_id,
+        "started": started,
+        "finished": "",
+        "tool_version": tool_version(),
+        "workstation": socket.gethostname(),
+        "inventory": inventory_label or inv.path,
+    }
+    display = _Display(len(inv.targets), quiet)
+
+    def host_done(host: HostReport) -> None:
+        writer.write_host(host, meta)
+        display.host_done(host)
+
+    try:
+        hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done)
+    finally:
+        display.close()
+    run = RunReport(
+        run_id=writer.run_id,
+        started=started,
+        finished=utc_now(),
+        tool_version=meta["tool_version"],
+        workstation=meta["workstation"],
+        inventory=meta["inventory"],
+        hosts=tuple(hosts),
+    )
+    folder = writer.finish(run)
+    code = exit_code(hosts, fail_on)
+    counts = run.counts()
+    failing = sum(1 for h in hosts if h.worst is Status.FAIL)
+    not_collected = sum(1 for h in hosts if not h.collected)
+    if not quiet:
+        print(f"Report: {folder / 'index.html'}")
+    _err(
+        f"summary hosts={len(hosts)} failing_hosts={failing} not_collected={not_collected} "
+        + " ".join(f"{k}={v}" for k, v in counts.items())
+        + f" exit={code} run={folder}"
+    )
+    return code
+
+
+# --- subcommands ---------------------------------------------------------------------------------
+
+
+def _common_run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("--output", "-o", type=Path, default=Path(default_output),
+                        help=f"folder for run folders and 'latest' (default: {default_output})")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"hosts collected at once (default: {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--fail-on", choices=[s.value for s in Severity], default="critical",
+                        help="exit 1 when a problem at or above this severity is found (default: critical)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress; errors and summary only")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collect",
+        description="Diagnose Remote Desktop failures across Windows hosts over WinRM.",
+        epilog="Other commands: collect demo | collect lab | collect render RESULTS.json | collect rules. "
+        "Exit codes: 0 nothing at or above --fail-on, 1 problems found, 2 usage or configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"collect {tool_version()}")
+    target = parser.add_argument_group("what to collect")
+    target.add_argument("--inventory", "-i", type=Path, help="inventory YAML file")
+    target.add_argument("--host", help="one host's name (FQDN), without an inventory")
+    target.add_argument("--role", action="append", choices=["client", "gateway", "session_host"],
+                        help="role of --host (repeat for several)")
+    target.add_argument("--address", help="address to connect to (default: the name)")
+    target.add_argument("--port", type=int, help="WinRM port (default: 5986 https, 5985 http)")
+    target.add_argument("--transport", choices=["http", "https"], help="default: https")
+    target.add_argument("--auth", choices=list(inventory.AUTH_METHODS), help="default: negotiate")
+    target.add_argument("--username", help="account for --host (default: the Kerberos ticket cache)")
+    target.add_argument("--password-env", metavar="VAR",
+                        help="read --host's password from this environment variable (else prompt)")
+    target.add_argument("--ca-file", help="CA bundle that issued the hosts' WinRM HTTPS certificates")
+    _common_run_options(parser, "collect-output")
+    return parser
+
+
+def _single_host_inventory(args: argparse.Namespace) -> inventory.Inventory:
+    if not args.role:
+        raise UsageError("--host needs at least one --role (client, gateway or session_host)")
+    host: dict[str, object] = {"name": args.host, "roles": args.role}
+    for option in ("address", "port", "transport", "auth", "username", "password_env", "ca_file"):
+        value = getattr(args, option)
+        if value is not None:
+            host[option] = value
+    if args.username and not args.password_env:
+        host["password_prompt"] = True
+    return inventory.from_document({"hosts": [host]}, "command line")
+
+
+def cmd_run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    if args.inventory and args.host:
+        raise UsageError("use --inventory or --host, not both")
+    if args.inventory:
+        inv = inventory.load(args.inventory)
+    elif args.host:
+        inv = _single_host_inventory(args)
+    else:
+        raise UsageError("nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)")
+    if args.concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    return run_collection(inv, output=args.output, concurrency=args.concurrency,
+                          fail_on=Severity(args.fail_on), quiet=args.quiet)
+
+
+def cmd_demo(argv: Sequence[str]) -> int:
+    from collector.lab.fleet import PASSWORD_ENV, LabFleet, load_scenario
+
+    parser = argparse.ArgumentParser(
+        prog="collect demo",
+        description="Start the built-in lab fleet on loopback, collect from it over real WinRM, "
+        "write the reports and stop the lab.",
+    )
+    _common_run_options(parser, "collect-demo")
+    args = parser.parse_args(argv)
+    password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(18)
+    with tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp:
+        with LabFleet(load_scenario(), password, Path(tmp)) as fleet:
+            inv = inventory.load(fleet.write_inventory(Path(tmp) / "inventory.yaml"))
+            return run_collection(
+                inv,
+                output=args.output,
+                concurrency=args.concurrency,
+                fail_on=Severity(args.fail_on),
+                quiet=args.quiet,
+                environ={PASSWORD_ENV: password},
+                inventory_label="built-in lab fleet (collect demo)",
+            )
+
+
+def cmd_lab(argv: Sequence[str]) -> int:
+    from collector.lab.fleet import PASSWORD_ENV, LabFleet, ScenarioError, load_scenario
+
+    parser = argparse.ArgumentParser(
+        prog="collect lab",
+        description=f"Serve the lab fleet on loopback until Ctrl-C. The lab accepts the password in "
+        f"${PASSWORD_ENV}; the inventory it writes reads it from there.",
+    )
+    parser.add_argument("--inventory-out", type=Path, default=Path("lab-inventory.yaml"),
+                        help="where to write the inventory that points at the lab (default: lab-inventory.yaml)")
+    parser.add_argument("--scenario", type=Path, help="scenario file (default: the built-in demo fleet)")
+    args = parser.parse_args(argv)
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        raise UsageError(f"set {PASSWORD_ENV} to the password the lab should accept, then run collect lab again")
+    try:
+        hosts = load_scenario(args.scenario)
+    except (OSError, ScenarioError) as exc:
+        raise UsageError(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp, LabFleet(hosts, password, Path(tmp)) as fleet:
+        try:
+            path = fleet.write_inventory(args.inventory_out)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
+        print(f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; "
+              f"try: collect --inventory {path}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    print("lab stopped", flush=True)
+    return EXIT_OK
+
+
+def cmd_render(argv: Sequence[str]) -> int:
+    import json
+
+    from collector.model import run_from_dict
+
+    parser = argparse.ArgumentParser(prog="collect render", description="Re-render a run from its results.json.")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--output", "-o", type=Path, help="destination folder (default: beside results.json)")
+    args = parser.parse_args(argv)
+    try:
+        run = run_from_dict(json.loads(args.results.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.results}: {exc.strerror or exc}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{args.results} is not a results.json this version can read: {exc}") from None
+    destination = report.render_run(run, args.output or args.results.parent)
+    print(f"Report: {destination / 'index.html'}")
+    return EXIT_OK
+
+
+def cmd_rules(argv: Sequence[str]) -> int:
+    import json
+
+    parser = argparse.ArgumentParser(prog="collect rules", description="List the check catalogue.")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    catalogue = checks.catalogue()
+    if args.json:
+        print(json.dumps([
+            {"id": c.id, "title": c.title, "severity": c.severity.value,
+             "roles": sorted(r.value for r in c.roles), "needs": list(c.needs),
+             "remediation": c.remediation, "references": list(c.references)}
+            for c in catalogue
+        ], indent=2))
+    else:
+        for c in catalogue:
+            print(f"{c.id:28} {c.severity.value:9} {c.title}")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "demo": cmd_demo, "lab": cmd_lab, "render": cmd_render, "rules": cmd_rules,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = COMMANDS.get(args[0]) if args else None
+    try:
+        return command(args[1:]) if command else cmd_run(args)
+    except inventory.InventoryError as exc:
+        for problem in exc.problems:
+            _err(str(problem))
+        return EXIT_USAGE
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted; the previous 'latest' run is unchanged")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

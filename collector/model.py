@@ -1,0 +1,260 @@
+"""The data that flows through a run: facts in, check results out.
+
+Everything here is a frozen dataclass so a stage cannot change what an earlier stage produced.
+``results.json`` is derived from these types (``to_dict``) and read back into them
+(``run_from_dict``), so a run can be re-rendered without the hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Role(enum.StrEnum):
+    CLIENT = "client"
+    GATEWAY = "gateway"
+    SESSION_HOST = "session_host"
+
+
+class Status(enum.StrEnum):
+    """Outcome of one check. ``unknown`` means the facts it needs were not collected."""
+
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+
+    @property
+    def rank(self) -> int:
+        """Order for "problems first": fail, warn, unknown, pass."""
+        return {"fail": 3, "warn": 2, "unknown": 1, "pass": 0}[self.value]
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return {"critical": 2, "warning": 1, "info": 0}[self.value]
+
+
+class CollectionFailure(enum.StrEnum):
+    """Why facts could not be collected from a host; each is also a ``collect.*`` check."""
+
+    UNREACHABLE = "unreachable"
+    AUTH_FAILED = "auth-failed"
+    TIMEOUT = "timeout"
+    BAD_OUTPUT = "bad-output"
+
+
+@dataclass(frozen=True)
+class ProbeError:
+    """A step inside a probe that failed on the host; the rest of the probe still reported."""
+
+    step: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's validated output from one host (the envelope of DESIGN §3)."""
+
+    probe: str
+    version: int
+    data: Mapping[str, Any]
+    errors: Sequence[ProbeError] = ()
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class CollectionProblem:
+    """A failure to collect: the whole host (``probe`` empty) or one probe."""
+
+    kind: CollectionFailure
+    reason: str
+    probe: str = ""
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """What the runner needs to reach one host. Never holds a secret."""
+
+    name: str
+    address: str
+    roles: tuple[Role, ...]
+    transport: str = "https"
+    port: int = 5986
+    auth: str = "negotiate"
+    username: str = ""
+    cert_validation: bool = True
+    ca_file: str = ""
+    allow_unencrypted: bool = False
+    connect_timeout_s: float = 10.0
+    operation_timeout_s: float = 60.0
+    host_deadline_s: float = 120.0
+    gateway: str = ""
+    session_hosts: tuple[str, ...] = ()
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Everything collected from one host: probe results and what could not be collected."""
+
+    target: HostTarget
+    probes: Mapping[str, ProbeResult] = field(default_factory=dict)
+    problems: Sequence[CollectionProblem] = ()
+    started: str = ""
+    finished: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One fact that decided a check, and where it was seen from (the vantage point)."""
+
+    label: str
+    value: str
+    vantage: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict for one host (and endpoint, where it applies)."""
+
+    id: str
+    status: Status
+    severity: Severity
+    title: str
+    host: str
+    evidence: Sequence[Evidence] = ()
+    remediation: str = ""
+    references: Sequence[str] = ()
+    endpoint: str = ""
+
+    @property
+    def is_problem(self) -> bool:
+        return self.status in (Status.FAIL, Status.WARN)
+
+
+@dataclass(frozen=True)
+class HostReport:
+    facts: HostFacts
+    checks: Sequence[CheckResult]
+
+    @property
+    def name(self) -> str:
+        return self.facts.target.name
+
+    @property
+    def worst(self) -> Status:
+        return max((c.status for c in self.checks), key=lambda s: s.rank, default=Status.UNKNOWN)
+
+    @property
+    def collected(self) -> bool:
+        """True when no host-wide collection failure happened."""
+        return not any(p.probe == "" for p in self.facts.problems)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: str
+    started: str
+    finished: str
+    tool_version: str
+    workstation: str
+    inventory: str
+    hosts: Sequence[HostReport]
+    schema_version: int = SCHEMA_VERSION
+
+    def counts(self) -> dict[str, int]:
+        """Check results by status across the fleet."""
+        counts = {s.value: 0 for s in Status}
+        for host in self.hosts:
+            for check in host.checks:
+                counts[check.status.value] += 1
+        return counts
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-ready data from any model object (enums become their values)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _target_from_dict(d: Mapping[str, Any]) -> HostTarget:
+    values = dict(d)
+    values["roles"] = tuple(Role(r) for r in values.get("roles", ()))
+    values["session_hosts"] = tuple(values.get("session_hosts", ()))
+    return HostTarget(**values)
+
+
+def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
+    return HostFacts(
+        target=_target_from_dict(d["target"]),
+        probes={
+            name: ProbeResult(
+                probe=p["probe"],
+                version=p["version"],
+                data=p["data"],
+                errors=tuple(ProbeError(**e) for e in p.get("errors", ())),
+                duration_s=p.get("duration_s", 0.0),
+            )
+            for name, p in d.get("probes", {}).items()
+        },
+        problems=tuple(
+            CollectionProblem(kind=CollectionFailure(p["kind"]), reason=p["reason"], probe=p.get("probe", ""))
+            for p in d.get("problems", ())
+        ),
+        started=d.get("started", ""),
+        finished=d.get("finished", ""),
+        duration_s=d.get("duration_s", 0.0),
+    )
+
+
+def _check_from_dict(d: Mapping[str, Any]) -> CheckResult:
+    return CheckResult(
+        id=d["id"],
+        status=Status(d["status"]),
+        severity=Severity(d["severity"]),
+        title=d["title"],
+        host=d["host"],
+        evidence=tuple(Evidence(**e) for e in d.get("evidence", ())),
+        remediation=d.get("remediation", ""),
+        references=tuple(d.get("references", ())),
+        endpoint=d.get("endpoint", ""),
+    )
+
+
+def run_from_dict(d: Mapping[str, Any]) -> RunReport:
+    """Rebuild a run from ``results.json``; raises ValueError on a schema it does not know."""
+    version = d.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    return RunReport(
+        run_id=d["run_id"],
+        started=d["started"],
+        finished=d["finished"],
+        tool_version=d["tool_version"],
+        workstation=d["workstation"],
+        inventory=d["inventory"],
+        hosts=tuple(
+            HostReport(facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"]))
+            for h in d["hosts"]
+        ),
+    )

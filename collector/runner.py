@@ -1,0 +1,182 @@
+"""Fan out over hosts: each host in its own worker, under its own deadline, isolated from the rest.
+
+A worker that overruns its deadline is abandoned (its thread is a daemon and its own socket
+timeouts end it soon after), the host is reported as ``collect.timeout`` with whatever probes
+had finished, and the run goes on. Reports are written as each host finishes.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from collector import checks, contract, scripts
+from collector.checks.services import services_for
+from collector.credentials import Secret
+from collector.model import (
+    CollectionFailure,
+    CollectionProblem,
+    HostFacts,
+    HostReport,
+    HostTarget,
+    ProbeResult,
+    Role,
+)
+from collector.winrm import CollectionError, HostSession
+
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class ProbeCall:
+    """One probe to run on a host, with its PSRP parameters."""
+
+    probe: str
+    parameters: Mapping[str, Any]
+
+
+def plan(target: HostTarget) -> list[ProbeCall]:
+    """The probes a host's roles need (pure; the parameters are data, never script text)."""
+    calls: list[ProbeCall] = []
+    if {Role.SESSION_HOST, Role.GATEWAY}.intersection(target.roles):
+        calls.append(ProbeCall("services", {"Names": services_for(target.roles)}))
+    return calls
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Progress:
+    """What a worker has gathered so far, readable by the runner if the worker overruns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._probes: dict[str, ProbeResult] = {}
+        self._problems: list[CollectionProblem] = []
+
+    def add_probe(self, result: ProbeResult) -> None:
+        with self._lock:
+            self._probes[result.probe] = result
+
+    def add_problem(self, problem: CollectionProblem) -> None:
+        with self._lock:
+            self._problems.append(problem)
+
+    def snapshot(self) -> tuple[dict[str, ProbeResult], list[CollectionProblem]]:
+        with self._lock:
+            return dict(self._probes), list(self._problems)
+
+
+def collect_host(target: HostTarget, password: Secret | None, progress: _Progress | None = None) -> HostFacts:
+    """Open one session, run the host's probes in it, validate each output. Never raises."""
+    progress = progress or _Progress()
+    started, t0 = utc_now(), time.monotonic()
+    calls = plan(target)
+    if calls:
+        try:
+            with HostSession(target, password) as session:
+                for call in calls:
+                    probe = scripts.load(call.probe)
+                    out = session.run(probe.text, call.parameters)
+                    try:
+                        progress.add_probe(contract.parse_output(call.probe, list(out.output), out.duration_s))
+                    except contract.ContractError as exc:
+                        reason = str(exc)
+                        if out.errors:
+                            reason += f"; the host reported: {out.errors[0][:300]}"
+                        progress.add_problem(CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe))
+        except CollectionError as exc:
+            progress.add_problem(CollectionProblem(exc.kind, exc.reason))
+    probes, problems = progress.snapshot()
+    return HostFacts(
+        target=target,
+        probes=probes,
+        problems=tuple(problems),
+        started=started,
+        finished=utc_now(),
+        duration_s=round(time.monotonic() - t0, 3),
+    )
+
+
+def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float) -> HostFacts:
+    probes, problems = progress.snapshot()
+    problems.append(
+        CollectionProblem(
+            CollectionFailure.TIMEOUT,
+            f"collection did not finish within the host deadline of {target.host_deadline_s:g} s "
+            f"({len(probes)} of {len(plan(target))} probes had finished)",
+        )
+    )
+    return HostFacts(
+        target=target,
+        probes=probes,
+        problems=tuple(problems),
+        started=started,
+        finished=utc_now(),
+        duration_s=round(time.monotonic() - t0, 3),
+    )
+
+
+@dataclass
+class _InFlight:
+    target: HostTarget
+    progress: _Progress
+    started: str
+    t0: float
+    deadline: float
+
+
+def run_hosts(
+    targets: Sequence[HostTarget],
+    passwords: Mapping[str, Secret | None],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    on_host_done: Callable[[HostReport], None] = lambda report: None,
+    on_host_start: Callable[[HostTarget], None] = lambda target: None,
+    collect: Callable[[HostTarget, Secret | None, _Progress], HostFacts] = collect_host,
+) -> list[HostReport]:
+    """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept."""
+    done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
+    pending = list(targets)
+    in_flight: dict[str, _InFlight] = {}
+    reports: dict[str, HostReport] = {}
+
+    def finish(facts: HostFacts) -> None:
+        report = HostReport(facts=facts, checks=tuple(checks.evaluate(facts)))
+        reports[facts.target.name] = report
+        on_host_done(report)
+
+    def worker(target: HostTarget, progress: _Progress) -> None:
+        facts = collect(target, passwords.get(target.name), progress)
+        done.put((target.name, facts))
+
+    while pending or in_flight:
+        while pending and len(in_flight) < max(1, concurrency):
+            target = pending.pop(0)
+            on_host_start(target)
+            flight = _InFlight(target, _Progress(), utc_now(), time.monotonic(), 0.0)
+            flight.deadline = flight.t0 + target.host_deadline_s
+            in_flight[target.name] = flight
+            threading.Thread(
+                target=worker, args=(target, flight.progress), name=f"collect-{target.name}", daemon=True
+            ).start()
+        wait = max(0.0, min(f.deadline for f in in_flight.values()) - time.monotonic())
+        try:
+            name, facts = done.get(timeout=min(wait, 1.0) if wait > 0 else 0.01)
+            if name in in_flight:  # a late answer from an abandoned worker is dropped
+                del in_flight[name]
+                finish(facts)
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        for name, flight in list(in_flight.items()):
+            if now >= flight.deadline:
+                del in_flight[name]
+                finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0))
+    return [reports[t.name] for t in targets]
