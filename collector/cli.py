@@ -173,12 +173,25 @@ def run_collection(
 
 
 def _common_run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("--output", "-o", type=Path, default=Path(default_output),
-                        help=f"folder for run folders and 'latest' (default: {default_output})")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                        help=f"hosts collected at once (default: {DEFAULT_CONCURRENCY})")
-    parser.add_argument("--fail-on", choices=[s.value for s in Severity], default="critical",
-                        help="exit 1 when a problem at or above this severity is found (default: critical)")
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=Path(default_output),
+        help=f"folder for run folders and 'latest' (default: {default_output})",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"hosts collected at once (default: {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        default="critical",
+        help="exit 1 when a problem at or above this severity is found (default: critical)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress; errors and summary only")
 
 
@@ -193,15 +206,22 @@ def _run_parser() -> argparse.ArgumentParser:
     target = parser.add_argument_group("what to collect")
     target.add_argument("--inventory", "-i", type=Path, help="inventory YAML file")
     target.add_argument("--host", help="one host's name (FQDN), without an inventory")
-    target.add_argument("--role", action="append", choices=["client", "gateway", "session_host"],
-                        help="role of --host (repeat for several)")
+    target.add_argument(
+        "--role",
+        action="append",
+        choices=["client", "gateway", "session_host"],
+        help="role of --host (repeat for several)",
+    )
     target.add_argument("--address", help="address to connect to (default: the name)")
     target.add_argument("--port", type=int, help="WinRM port (default: 5986 https, 5985 http)")
     target.add_argument("--transport", choices=["http", "https"], help="default: https")
     target.add_argument("--auth", choices=list(inventory.AUTH_METHODS), help="default: negotiate")
     target.add_argument("--username", help="account for --host (default: the Kerberos ticket cache)")
-    target.add_argument("--password-env", metavar="VAR",
-                        help="read --host's password from this environment variable (else prompt)")
+    target.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="read --host's password from this environment variable (else prompt)",
+    )
     target.add_argument("--ca-file", help="CA bundle that issued the hosts' WinRM HTTPS certificates")
     _common_run_options(parser, "collect-output")
     return parser
@@ -229,11 +249,18 @@ def cmd_run(argv: Sequence[str]) -> int:
     elif args.host:
         inv = _single_host_inventory(args)
     else:
-        raise UsageError("nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)")
+        raise UsageError(
+            "nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)"
+        )
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    return run_collection(inv, output=args.output, concurrency=args.concurrency,
-                          fail_on=Severity(args.fail_on), quiet=args.quiet)
+    return run_collection(
+        inv,
+        output=args.output,
+        concurrency=args.concurrency,
+        fail_on=Severity(args.fail_on),
+        quiet=args.quiet,
+    )
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
@@ -247,18 +274,20 @@ def cmd_demo(argv: Sequence[str]) -> int:
     _common_run_options(parser, "collect-demo")
     args = parser.parse_args(argv)
     password = os.environ.get(PASSWORD_ENV) or secrets.token_urlsafe(18)
-    with tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp:
-        with LabFleet(load_scenario(), password, Path(tmp)) as fleet:
-            inv = inventory.load(fleet.write_inventory(Path(tmp) / "inventory.yaml"))
-            return run_collection(
-                inv,
-                output=args.output,
-                concurrency=args.concurrency,
-                fail_on=Severity(args.fail_on),
-                quiet=args.quiet,
-                environ={PASSWORD_ENV: password},
-                inventory_label="built-in lab fleet (collect demo)",
-            )
+    with (
+        tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp,
+        LabFleet(load_scenario(), password, Path(tmp)) as fleet,
+    ):
+        inv = inventory.load(fleet.write_inventory(Path(tmp) / "inventory.yaml"))
+        return run_collection(
+            inv,
+            output=args.output,
+            concurrency=args.concurrency,
+            fail_on=Severity(args.fail_on),
+            quiet=args.quiet,
+            environ={PASSWORD_ENV: password},
+            inventory_label="built-in lab fleet (collect demo)",
+        )
 
 
 def cmd_lab(argv: Sequence[str]) -> int:
@@ -269,13 +298,19 @@ def cmd_lab(argv: Sequence[str]) -> int:
         description=f"Serve the lab fleet on loopback until Ctrl-C. The lab accepts the password in "
         f"${PASSWORD_ENV}; the inventory it writes reads it from there.",
     )
-    parser.add_argument("--inventory-out", type=Path, default=Path("lab-inventory.yaml"),
-                        help="where to write the inventory that points at the lab (default: lab-inventory.yaml)")
+    parser.add_argument(
+        "--inventory-out",
+        type=Path,
+        default=Path("lab-inventory.yaml"),
+        help="where to write the inventory that points at the lab (default: lab-inventory.yaml)",
+    )
     parser.add_argument("--scenario", type=Path, help="scenario file (default: the built-in demo fleet)")
     args = parser.parse_args(argv)
     password = os.environ.get(PASSWORD_ENV)
     if not password:
-        raise UsageError(f"set {PASSWORD_ENV} to the password the lab should accept, then run collect lab again")
+        raise UsageError(
+            f"set {PASSWORD_ENV} to the password the lab should accept, then run collect lab again"
+        )
     try:
         hosts = load_scenario(args.scenario)
     except (OSError, ScenarioError) as exc:
@@ -283,13 +318,18 @@ def cmd_lab(argv: Sequence[str]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp, LabFleet(hosts, password, Path(tmp)) as fleet:
+    with (
+        tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp,
+        LabFleet(hosts, password, Path(tmp)) as fleet,
+    ):
         try:
             path = fleet.write_inventory(args.inventory_out)
         except OSError as exc:
             raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
-        print(f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; "
-              f"try: collect --inventory {path}", flush=True)
+        print(
+            f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; try: collect --inventory {path}",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     print("lab stopped", flush=True)
@@ -301,7 +341,9 @@ def cmd_render(argv: Sequence[str]) -> int:
 
     from collector.model import run_from_dict
 
-    parser = argparse.ArgumentParser(prog="collect render", description="Re-render a run from its results.json.")
+    parser = argparse.ArgumentParser(
+        prog="collect render", description="Re-render a run from its results.json."
+    )
     parser.add_argument("results", type=Path)
     parser.add_argument("--output", "-o", type=Path, help="destination folder (default: beside results.json)")
     args = parser.parse_args(argv)
@@ -324,12 +366,23 @@ def cmd_rules(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     catalogue = checks.catalogue()
     if args.json:
-        print(json.dumps([
-            {"id": c.id, "title": c.title, "severity": c.severity.value,
-             "roles": sorted(r.value for r in c.roles), "needs": list(c.needs),
-             "remediation": c.remediation, "references": list(c.references)}
-            for c in catalogue
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": c.id,
+                        "title": c.title,
+                        "severity": c.severity.value,
+                        "roles": sorted(r.value for r in c.roles),
+                        "needs": list(c.needs),
+                        "remediation": c.remediation,
+                        "references": list(c.references),
+                    }
+                    for c in catalogue
+                ],
+                indent=2,
+            )
+        )
     else:
         for c in catalogue:
             print(f"{c.id:28} {c.severity.value:9} {c.title}")
@@ -337,7 +390,10 @@ def cmd_rules(argv: Sequence[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "demo": cmd_demo, "lab": cmd_lab, "render": cmd_render, "rules": cmd_rules,
+    "demo": cmd_demo,
+    "lab": cmd_lab,
+    "render": cmd_render,
+    "rules": cmd_rules,
 }
 
 

@@ -21,7 +21,7 @@ from collector.model import HostTarget, Role
 DEFAULT_PORTS = {"https": 5986, "http": 5985}
 AUTH_METHODS = ("negotiate", "ntlm", "kerberos", "credssp", "basic")
 
-PLAIN_PASSWORD_HELP = (
+PLAIN_TEXT_REFUSAL = (
     "a plain password is not accepted in the inventory (it would end up in backups, "
     "version control and support tickets); use password_env: VARIABLE, "
     "password_keyring: SERVICE, or password_prompt: true"
@@ -77,7 +77,7 @@ class _Settings(BaseModel):
     @classmethod
     def _refuse_plain_password(cls, value: Any) -> Any:
         if value is not None:
-            raise ValueError(PLAIN_PASSWORD_HELP)
+            raise ValueError(PLAIN_TEXT_REFUSAL)
         return value
 
 
@@ -228,7 +228,9 @@ def from_document(data: Any, file: str, root: yaml.Node | None = None) -> Invent
     if data is None:
         raise InventoryError([Problem(file, 1, "", "is empty; it needs at least a 'hosts:' list")])
     if not isinstance(data, dict):
-        raise InventoryError([Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")])
+        raise InventoryError(
+            [Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")]
+        )
 
     problems: list[Problem] = []
     if root is not None:
@@ -318,7 +320,9 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
             )
         ca_file = s.get("ca_file", "")
         if ca_file and not Path(ca_file).expanduser().is_file():
-            problem((*loc, "ca_file") if host.ca_file else ("defaults", "ca_file"), f"no such file: {ca_file}")
+            problem(
+                (*loc, "ca_file") if host.ca_file else ("defaults", "ca_file"), f"no such file: {ca_file}"
+            )
 
         sources = [k for k in ("password_env", "password_keyring") if s.get(k)]
         if s.get("password_prompt"):

@@ -25,7 +25,7 @@ class Role(enum.StrEnum):
 class Status(enum.StrEnum):
     """Outcome of one check. ``unknown`` means the facts it needs were not collected."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105
     WARN = "warn"
     FAIL = "fail"
     UNKNOWN = "unknown"
@@ -254,7 +254,9 @@ def run_from_dict(d: Mapping[str, Any]) -> RunReport:
         workstation=d["workstation"],
         inventory=d["inventory"],
         hosts=tuple(
-            HostReport(facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"]))
+            HostReport(
+                facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"])
+            )
             for h in d["hosts"]
         ),
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from importlib import resources
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +78,10 @@ def render_host(report: HostReport, run: dict[str, Any]) -> str:
 
 
 def render_index(run_report: RunReport) -> str:
-    return environment().get_template("index.html.j2").render(
-        run=run_report, host_filename=host_filename, Status=Status
+    return (
+        environment()
+        .get_template("index.html.j2")
+        .render(run=run_report, host_filename=host_filename, Status=Status)
     )
 
 

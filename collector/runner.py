@@ -85,12 +85,16 @@ def collect_host(target: HostTarget, password: Secret | None, progress: _Progres
                     probe = scripts.load(call.probe)
                     out = session.run(probe.text, call.parameters)
                     try:
-                        progress.add_probe(contract.parse_output(call.probe, list(out.output), out.duration_s))
+                        progress.add_probe(
+                            contract.parse_output(call.probe, list(out.output), out.duration_s)
+                        )
                     except contract.ContractError as exc:
                         reason = str(exc)
                         if out.errors:
                             reason += f"; the host reported: {out.errors[0][:300]}"
-                        progress.add_problem(CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe))
+                        progress.add_problem(
+                            CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe)
+                        )
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
     probes, problems = progress.snapshot()

@@ -9,6 +9,7 @@ Receive several times before it gives up.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -96,16 +97,22 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = str(exc)
         if "Name or service not known" in text or "NameResolutionError" in text or "getaddrinfo" in text:
-            return CollectionError(CollectionFailure.UNREACHABLE, f"the name {target.address} does not resolve")
+            return CollectionError(
+                CollectionFailure.UNREACHABLE, f"the name {target.address} does not resolve"
+            )
         if "refused" in text.lower():
             return CollectionError(
                 CollectionFailure.UNREACHABLE,
                 f"connection refused by {where}: WinRM is not listening there "
                 "(Enable-PSRemoting or 'winrm quickconfig' on the host) or a firewall rejects it",
             )
-        return CollectionError(CollectionFailure.UNREACHABLE, f"cannot connect to {where}: {_first_line(exc)}")
+        return CollectionError(
+            CollectionFailure.UNREACHABLE, f"cannot connect to {where}: {_first_line(exc)}"
+        )
     if isinstance(exc, WSManFaultError):
-        kind, hint = _FAULT_HINTS.get(exc.code, (CollectionFailure.UNREACHABLE, "WinRM answered with a fault"))
+        kind, hint = _FAULT_HINTS.get(
+            exc.code, (CollectionFailure.UNREACHABLE, "WinRM answered with a fault")
+        )
         detail = (exc.reason or "").strip()
         return CollectionError(kind, f"{hint} (WS-Management fault {exc.code}: {detail})")
     if isinstance(exc, WinRMTransportError):
@@ -115,7 +122,9 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
             f"{_first_line(exc.response_text or '')[:200]}",
         )
     if isinstance(exc, ET.ParseError):
-        return CollectionError(CollectionFailure.BAD_OUTPUT, f"{where} sent a response that is not XML ({exc})")
+        return CollectionError(
+            CollectionFailure.BAD_OUTPUT, f"{where} sent a response that is not XML ({exc})"
+        )
     if isinstance(exc, InvalidPSRPOperation):
         return CollectionError(
             CollectionFailure.BAD_OUTPUT, f"the PowerShell runspace on the host is broken: {_first_line(exc)}"
@@ -223,16 +232,13 @@ class HostSession:
         """Close the pool (frees the host's shell quota) and the HTTP session; never raises."""
         pool, self._pool = self._pool, None
         if pool is not None:
-            try:
+            # A dead host cannot be told; its shell quota frees on its side when the shell times out.
+            with contextlib.suppress(Exception):
                 pool.close()
-            except Exception:  # noqa: S110 - a dead host cannot be told; the quota frees on its side
-                pass
         wsman, self._wsman = self._wsman, None
         if wsman is not None:
-            try:
+            with contextlib.suppress(Exception):
                 wsman.transport.close()
-            except Exception:  # noqa: S110
-                pass
 
 
 def _verify_tls_name(wsman: WSMan, name: str) -> None:

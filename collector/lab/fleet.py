@@ -121,7 +121,7 @@ def _services_data(host: ScenarioHost, parameters: Mapping[str, Any]) -> dict[st
 PROBE_DATA = {"services": _services_data}
 
 
-def responder(host: ScenarioHost):  # noqa: ANN201 - returns the server's Responder callable
+def responder(host: ScenarioHost):
     """Answer each probe as the script would on this host; anything else as PowerShell would."""
 
     def respond(invocation: Invocation) -> InvocationResult:
@@ -132,7 +132,12 @@ def responder(host: ScenarioHost):  # noqa: ANN201 - returns the server's Respon
         build = PROBE_DATA.get(name)
         if build is None:
             return InvocationResult(errors=[f"lab host {host.name} has no data for probe {name}"])
-        envelope = {"probe": name, "version": version, "data": build(host, invocation.parameters), "errors": []}
+        envelope = {
+            "probe": name,
+            "version": version,
+            "data": build(host, invocation.parameters),
+            "errors": [],
+        }
         return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))])
 
     return respond

@@ -12,25 +12,41 @@ SH = (Role.SESSION_HOST,)
 GW = (Role.GATEWAY,)
 
 
-def result(host_facts, check_id):  # noqa: ANN001, ANN201
+def result(host_facts, check_id):
     return next(r for r in checks.evaluate(host_facts) if r.id == check_id)
 
 
 @pytest.mark.parametrize(
     ("services", "status", "title_part"),
     [
-        ([service("TermService"), service("UmRdpService"), service("SessionEnv")], Status.PASS, "are running"),
-        ([service("TermService", "Stopped"), service("UmRdpService"), service("SessionEnv")], Status.FAIL,
-         "TermService not running"),
-        ([service("TermService", present=False), service("UmRdpService"), service("SessionEnv")], Status.FAIL,
-         "TermService not running"),
-        ([service("TermService"), service("UmRdpService", "Stopped"), service("SessionEnv")], Status.WARN,
-         "UmRdpService not running"),
-        ([service("TermService", "Running", "Disabled"), service("UmRdpService"), service("SessionEnv")],
-         Status.WARN, "TermService disabled"),
+        (
+            [service("TermService"), service("UmRdpService"), service("SessionEnv")],
+            Status.PASS,
+            "are running",
+        ),
+        (
+            [service("TermService", "Stopped"), service("UmRdpService"), service("SessionEnv")],
+            Status.FAIL,
+            "TermService not running",
+        ),
+        (
+            [service("TermService", present=False), service("UmRdpService"), service("SessionEnv")],
+            Status.FAIL,
+            "TermService not running",
+        ),
+        (
+            [service("TermService"), service("UmRdpService", "Stopped"), service("SessionEnv")],
+            Status.WARN,
+            "UmRdpService not running",
+        ),
+        (
+            [service("TermService", "Running", "Disabled"), service("UmRdpService"), service("SessionEnv")],
+            Status.WARN,
+            "TermService disabled",
+        ),
     ],
 )
-def test_rdp_service_stopped(services, status, title_part) -> None:  # noqa: ANN001
+def test_rdp_service_stopped(services, status, title_part) -> None:
     r = result(facts(SH, services), "rdp.service-stopped")
     assert r.status is status
     assert title_part in r.title
@@ -54,7 +70,7 @@ def test_stopped_evidence_and_remediation() -> None:
         ([service("TSGateway"), service("W3SVC"), service("IAS", "Stopped")], Status.WARN),
     ],
 )
-def test_rdg_service_stopped(services, status) -> None:  # noqa: ANN001
+def test_rdg_service_stopped(services, status) -> None:
     assert result(facts(GW, services), "rdg.service-stopped").status is status
 
 
@@ -69,13 +85,17 @@ def test_unknown_when_host_not_collected_never_pass() -> None:
     problem = CollectionProblem(CollectionFailure.UNREACHABLE, "connection refused by 10.0.0.1:5986")
     results = checks.evaluate(facts(SH, None, problems=(problem,)))
     assert [(r.id, r.status) for r in results] == [
-        ("collect.unreachable", Status.FAIL), ("rdp.service-stopped", Status.UNKNOWN)]
+        ("collect.unreachable", Status.FAIL),
+        ("rdp.service-stopped", Status.UNKNOWN),
+    ]
     assert results[0].evidence[0].value == "connection refused by 10.0.0.1:5986"
     assert "host not collected (unreachable)" in results[1].evidence[0].value
 
 
 def test_unknown_when_the_probe_failed() -> None:
-    problem = CollectionProblem(CollectionFailure.BAD_OUTPUT, "probe services: output is not JSON", "services")
+    problem = CollectionProblem(
+        CollectionFailure.BAD_OUTPUT, "probe services: output is not JSON", "services"
+    )
     [bad, svc] = checks.evaluate(facts(SH, None, problems=(problem,)))
     assert (bad.id, bad.evidence[0].label) == ("collect.bad-output", "probe services")
     assert svc.status is Status.UNKNOWN
@@ -84,8 +104,14 @@ def test_unknown_when_the_probe_failed() -> None:
 
 def test_unknown_when_the_probe_step_failed_on_the_host() -> None:
     f = facts(SH, [])
-    f = type(f)(target=f.target, probes={"services": ProbeResult(
-        "services", 1, {"services": []}, errors=(ProbeError("Win32_Service", "Access denied"),))})
+    f = type(f)(
+        target=f.target,
+        probes={
+            "services": ProbeResult(
+                "services", 1, {"services": []}, errors=(ProbeError("Win32_Service", "Access denied"),)
+            )
+        },
+    )
     r = result(f, "rdp.service-stopped")
     assert r.status is Status.UNKNOWN
     assert r.evidence[-1].value == "Win32_Service: Access denied"

@@ -8,9 +8,15 @@ import pytest
 
 from collector import contract
 
-SERVICE = {"name": "TermService", "present": True, "display_name": "Remote Desktop Services",
-           "state": "Running", "start_mode": "Manual", "account": "NT Authority\\NetworkService",
-           "process_id": 1204}
+SERVICE = {
+    "name": "TermService",
+    "present": True,
+    "display_name": "Remote Desktop Services",
+    "state": "Running",
+    "start_mode": "Manual",
+    "account": "NT Authority\\NetworkService",
+    "process_id": 1204,
+}
 
 
 def envelope(**overrides: object) -> str:

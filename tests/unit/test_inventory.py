@@ -60,7 +60,10 @@ def test_example_inventory_in_repo_is_valid(monkeypatch: pytest.MonkeyPatch, tmp
     inv = inventory.parse(text.replace("/etc/ssl/certs/corp-root-ca.pem", str(ca)), "inventory.yaml")
     assert len(inv.targets) == 7
     assert {t.name for t in inv.targets if Role.GATEWAY in t.roles} == {
-        "rdgw01.corp.example", "rdgw02.corp.example", "rds-allinone.corp.example"}
+        "rdgw01.corp.example",
+        "rdgw02.corp.example",
+        "rds-allinone.corp.example",
+    }
     branch = next(t for t in inv.targets if t.name == "rdsh-br01.corp.example")
     assert (branch.transport, branch.port, branch.auth) == ("http", 5985, "ntlm")
 
@@ -137,7 +140,10 @@ def test_empty_and_non_mapping_documents() -> None:
 
 
 def test_two_password_sources_and_missing_username() -> None:
-    text = "defaults:\n  password_env: P\n  password_prompt: true\nhosts:\n  - name: a.example\n    roles: [client]\n"
+    text = (
+        "defaults:\n  password_env: P\n  password_prompt: true\n"
+        "hosts:\n  - name: a.example\n    roles: [client]\n"
+    )
     messages = [p.message for p in problems(text)]
     assert any("choose one password source" in m for m in messages)
     assert any("no username" in m for m in messages)

@@ -46,8 +46,12 @@ def test_probe_is_read_only(name: str) -> None:
         line for line in scripts.load(name).text.splitlines() if not line.lstrip().startswith("#")
     )
     verbs = [m.group(0) for m in re.finditer(r"\b[A-Z][a-z]+-[A-Z]\w+", code)]
-    writers = [v for v in verbs if re.match(r"(Set|Remove|New|Stop|Restart|Start|Enable|Disable|Clear|Rename)-", v)
-               and v not in ("New-Object",)]
+    writers = [
+        v
+        for v in verbs
+        if re.match(r"(Set|Remove|New|Stop|Restart|Start|Enable|Disable|Clear|Rename)-", v)
+        and v not in ("New-Object",)
+    ]
     assert writers == [], f"{name}.ps1 calls commands that change the host: {writers}"
 
 

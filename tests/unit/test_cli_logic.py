@@ -1,0 +1,131 @@
+"""Exit codes, --fail-on, the results.json round trip and the run folder's atomic publication."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from collector import cli, report
+from collector.model import (
+    CheckResult,
+    Evidence,
+    HostReport,
+    Role,
+    RunReport,
+    Severity,
+    Status,
+    run_from_dict,
+    to_dict,
+)
+from tests.builders import facts, service
+
+
+def host(status: Status, severity: Severity) -> HostReport:
+    check = CheckResult("x.y", status, severity, "t", "h1.corp.example")
+    return HostReport(facts=facts((Role.SESSION_HOST,), [service("TermService")]), checks=(check,))
+
+
+@pytest.mark.parametrize(
+    ("status", "severity", "fail_on", "code"),
+    [
+        (Status.FAIL, Severity.CRITICAL, Severity.CRITICAL, 1),
+        (Status.FAIL, Severity.WARNING, Severity.CRITICAL, 0),
+        (Status.FAIL, Severity.WARNING, Severity.WARNING, 1),
+        (Status.WARN, Severity.CRITICAL, Severity.CRITICAL, 0),  # a warn never counts as critical
+        (Status.WARN, Severity.CRITICAL, Severity.WARNING, 1),
+        (Status.FAIL, Severity.INFO, Severity.INFO, 1),
+        (Status.UNKNOWN, Severity.CRITICAL, Severity.INFO, 0),
+        (Status.PASS, Severity.CRITICAL, Severity.INFO, 0),
+    ],
+)
+def test_exit_code_follows_fail_on(status: Status, severity: Severity, fail_on: Severity, code: int) -> None:
+    assert cli.exit_code([host(status, severity)], fail_on) == code
+
+
+def sample_run() -> RunReport:
+    check = CheckResult(
+        "rdp.service-stopped",
+        Status.FAIL,
+        Severity.CRITICAL,
+        "TermService not running",
+        "h1.corp.example",
+        (Evidence("TermService", "Stopped", "h1 (WinRM)"),),
+        "Start it",
+        ("ref",),
+    )
+    h = HostReport(facts=facts((Role.SESSION_HOST,), [service("TermService", "Stopped")]), checks=(check,))
+    return RunReport(
+        "20260101T000000Z", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z", "0.1.0", "ws", "inv.yaml", (h,)
+    )
+
+
+def test_results_json_round_trips() -> None:
+    run = sample_run()
+    data = json.loads(report.results_json(run))
+    assert data["schema_version"] == 1
+    assert data["hosts"][0]["checks"][0]["status"] == "fail"
+    assert run_from_dict(data) == run
+    assert to_dict(run_from_dict(data)) == data
+
+
+def test_unknown_schema_version_is_refused() -> None:
+    data = to_dict(sample_run())
+    data["schema_version"] = 99
+    with pytest.raises(ValueError, match="schema version 99"):
+        run_from_dict(data)
+
+
+def test_run_folder_is_published_atomically_and_latest_moves_last(tmp_path: Path) -> None:
+    run = sample_run()
+    first = report.RunWriter(tmp_path, "20260101T000000Z")
+    first.write_host(run.hosts[0], report.run_meta(run))
+    assert not (tmp_path / "20260101T000000Z").exists()  # invisible until finished
+    assert not (tmp_path / "latest").exists()
+    folder = first.finish(run)
+    assert (tmp_path / "latest").resolve() == folder.resolve()
+    assert sorted(p.name for p in folder.rglob("*")) == [
+        "h1.corp.example.html",
+        "hosts",
+        "index.html",
+        "results.json",
+    ]
+
+    # A second run interrupted half way leaves 'latest' on the first one and no visible folder.
+    second = report.RunWriter(tmp_path, "20260101T000000Z")
+    assert second.run_id == "20260101T000000Z-2"
+    second.write_host(run.hosts[0], report.run_meta(run))
+    assert (tmp_path / "latest").resolve() == folder.resolve()
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
+    assert visible == ["20260101T000000Z", "latest"]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_host_page_escapes_host_data(tmp_path: Path) -> None:
+    run = sample_run()
+    hostile = CheckResult(
+        "rdp.service-stopped",
+        Status.FAIL,
+        Severity.CRITICAL,
+        "<script>alert(1)</script>",
+        "h1.corp.example",
+        (Evidence('"><img src=x onerror=alert(1)>', "<b>x</b>", "v"),),
+    )
+    page = report.render_host(HostReport(facts=run.hosts[0].facts, checks=(hostile,)), report.run_meta(run))
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "<b>x</b>" not in page
+
+
+def test_problems_first_ordering() -> None:
+    mk = lambda s, sev, i: CheckResult(i, s, sev, "t", "h")  # noqa: E731
+    ordered = report.sorted_checks(
+        [
+            mk(Status.PASS, Severity.CRITICAL, "a"),
+            mk(Status.UNKNOWN, Severity.INFO, "b"),
+            mk(Status.FAIL, Severity.WARNING, "c"),
+            mk(Status.FAIL, Severity.CRITICAL, "d"),
+            mk(Status.WARN, Severity.CRITICAL, "e"),
+        ]
+    )
+    assert [c.id for c in ordered] == ["d", "c", "e", "b", "a"]

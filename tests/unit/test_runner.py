@@ -1,0 +1,103 @@
+"""The runner: per-host isolation, deadlines that hold when a worker hangs, inventory order kept."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from collector import runner
+from collector.model import CollectionFailure, HostFacts, HostTarget, ProbeResult, Role, Status
+
+
+def target(name: str, deadline: float = 5.0) -> HostTarget:
+    return HostTarget(name=name, address="127.0.0.1", roles=(Role.SESSION_HOST,), host_deadline_s=deadline)
+
+
+def healthy_probe() -> ProbeResult:
+    services = [
+        {
+            "name": n,
+            "present": True,
+            "display_name": n,
+            "state": "Running",
+            "start_mode": "Manual",
+            "account": "LocalSystem",
+            "process_id": 1,
+        }
+        for n in ("TermService", "UmRdpService", "SessionEnv")
+    ]
+    return ProbeResult("services", 1, {"services": services})
+
+
+def test_plan_passes_service_names_as_parameters() -> None:
+    calls = runner.plan(target("a"))
+    assert [(c.probe, c.parameters) for c in calls] == [
+        ("services", {"Names": ["TermService", "UmRdpService", "SessionEnv"]})
+    ]
+    assert runner.plan(HostTarget(name="c", address="c", roles=(Role.CLIENT,))) == []
+
+
+def test_hung_host_times_out_while_others_complete() -> None:
+    release = threading.Event()
+
+    def collect(t, password, progress):
+        if t.name == "hang":
+            release.wait(30)
+        else:
+            progress.add_probe(healthy_probe())
+        return HostFacts(target=t, probes=progress.snapshot()[0])
+
+    done = []
+    start = time.monotonic()
+    reports = runner.run_hosts(
+        [target("a"), target("hang", deadline=0.5), target("b")],
+        {},
+        concurrency=2,
+        on_host_done=lambda r: done.append(r.name),
+        collect=collect,
+    )
+    elapsed = time.monotonic() - start
+    release.set()
+    assert elapsed < 5
+    assert [r.name for r in reports] == ["a", "hang", "b"]
+    assert sorted(done) == ["a", "b", "hang"]
+    hung = reports[1]
+    assert [p.kind for p in hung.facts.problems] == [CollectionFailure.TIMEOUT]
+    assert "host deadline of 0.5 s" in hung.facts.problems[0].reason
+    assert [(c.id, c.status) for c in hung.checks] == [
+        ("collect.timeout", Status.FAIL),
+        ("rdp.service-stopped", Status.UNKNOWN),
+    ]
+    assert reports[0].worst is Status.PASS and reports[2].worst is Status.PASS
+
+
+def test_partial_facts_survive_a_timeout() -> None:
+    release = threading.Event()
+
+    def collect(t, password, progress):
+        progress.add_probe(healthy_probe())
+        release.wait(30)
+        return HostFacts(target=t)
+
+    [report] = runner.run_hosts([target("slow", deadline=0.3)], {}, collect=collect)
+    release.set()
+    assert "services" in report.facts.probes
+    assert "(1 of 1 probes had finished)" in report.facts.problems[0].reason
+
+
+def test_concurrency_limit_is_respected() -> None:
+    lock = threading.Lock()
+    active = peak = 0
+
+    def collect(t, password, progress):
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.05)
+        with lock:
+            active -= 1
+        return HostFacts(target=t, probes={"services": healthy_probe()})
+
+    reports = runner.run_hosts([target(f"h{i}") for i in range(8)], {}, concurrency=3, collect=collect)
+    assert len(reports) == 8 and peak == 3
