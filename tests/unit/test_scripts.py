@@ -1,12 +1,17 @@
-"""The probe scripts as sent to hosts: identity marker, helper inserted, PowerShell 5.1 only."""
+"""The probe scripts as sent to hosts: identity marker, helper inserted, PowerShell 5.1 only,
+read-only. Parsed with tree-sitter-powershell, so a syntax error fails here, not on a host."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import tree_sitter_powershell
+from tree_sitter import Language, Node, Parser
 
 from collector import contract, scripts
+
+PARSER = Parser(Language(tree_sitter_powershell.language()))
 
 PS7_ONLY = [
     (r"\?\?", "null-coalescing ??"),
@@ -17,6 +22,25 @@ PS7_ONLY = [
     (r"-EnumsAsStrings\b", "ConvertTo-Json -EnumsAsStrings"),
     (r"\s\?\s[^:]+\s:\s", "ternary operator"),
 ]
+# Verbs that change a host. New-Object only builds .NET objects in memory.
+WRITE_VERBS = re.compile(
+    r"^(Set|Remove|New|Stop|Restart|Start|Enable|Disable|Clear|Rename|Install|Uninstall|"
+    r"Register|Unregister|Add|Invoke|Suspend|Resume|Reset|Update)-",
+    re.IGNORECASE,
+)
+ALLOWED = {"New-Object", "Add-ProbeError"}
+
+
+def walk(node: Node):
+    yield node
+    for child in node.children:
+        yield from walk(child)
+
+
+def code_of(name: str) -> str:
+    return "\n".join(
+        line for line in scripts.load(name).text.splitlines() if not line.lstrip().startswith("#")
+    )
 
 
 def test_every_probe_has_a_schema_and_loads() -> None:
@@ -33,26 +57,41 @@ def test_every_probe_has_a_schema_and_loads() -> None:
 
 
 @pytest.mark.parametrize("name", scripts.names())
+def test_probe_parses_without_errors(name: str) -> None:
+    source = scripts.load(name).text.encode()
+    tree = PARSER.parse(source)
+    bad = [(n.type, n.start_point[0] + 1) for n in walk(tree.root_node) if n.type == "ERROR" or n.is_missing]
+    assert bad == [], f"{name}.ps1 has syntax errors at {bad}"
+
+
+@pytest.mark.parametrize("name", scripts.names())
 def test_probe_uses_powershell_51_syntax_only(name: str) -> None:
-    text = scripts.load(name).text
-    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    code = code_of(name)
     for pattern, what in PS7_ONLY:
         assert not re.search(pattern, code), f"{name}.ps1 uses {what}"
 
 
 @pytest.mark.parametrize("name", scripts.names())
 def test_probe_is_read_only(name: str) -> None:
-    code = "\n".join(
-        line for line in scripts.load(name).text.splitlines() if not line.lstrip().startswith("#")
-    )
-    verbs = [m.group(0) for m in re.finditer(r"\b[A-Z][a-z]+-[A-Z]\w+", code)]
-    writers = [
-        v
-        for v in verbs
-        if re.match(r"(Set|Remove|New|Stop|Restart|Start|Enable|Disable|Clear|Rename)-", v)
-        and v not in ("New-Object",)
-    ]
+    source = scripts.load(name).text.encode()
+    tree = PARSER.parse(source)
+    commands = {
+        source[n.start_byte : n.end_byte].decode() for n in walk(tree.root_node) if n.type == "command_name"
+    }
+    writers = sorted(c for c in commands if WRITE_VERBS.match(c) and c not in ALLOWED)
     assert writers == [], f"{name}.ps1 calls commands that change the host: {writers}"
+
+
+def test_lint_catches_what_it_claims() -> None:
+    """The lint itself: PowerShell 7 syntax and a write command are found."""
+    assert PARSER.parse(b"$a = $b ?? 'x'\nGet-X && Get-Y\n").root_node.has_error
+    src = b"Stop-Service -Name TermService\n"
+    names = [
+        src[n.start_byte : n.end_byte].decode()
+        for n in walk(PARSER.parse(src).root_node)
+        if n.type == "command_name"
+    ]
+    assert names == ["Stop-Service"] and WRITE_VERBS.match(names[0])
 
 
 def test_identify_ignores_scripts_without_marker() -> None:
