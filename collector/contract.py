@@ -56,7 +56,20 @@ class ServicesData(_Strict):
     services: list[ServiceInfo]
 
 
+class HostData(_Strict):
+    computer_name: str
+    domain: str | None
+    part_of_domain: bool | None
+    os_caption: str | None
+    os_version: str | None
+    os_build: str | None
+    ps_version: str
+    last_boot_utc: str | None  # ISO 8601 UTC
+    utc_now: str  # the host's clock when the probe ran, ISO 8601 UTC
+
+
 SCHEMAS: dict[str, tuple[int, type[_Strict]]] = {
+    "host": (1, HostData),
     "services": (1, ServicesData),
 }
 

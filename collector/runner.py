@@ -42,7 +42,7 @@ class ProbeCall:
 
 def plan(target: HostTarget) -> list[ProbeCall]:
     """The probes a host's roles need (pure; the parameters are data, never script text)."""
-    calls: list[ProbeCall] = []
+    calls = [ProbeCall("host", {})]  # every host: who it is, and proof the session works
     if {Role.SESSION_HOST, Role.GATEWAY}.intersection(target.roles):
         calls.append(ProbeCall("services", {"Names": services_for(target.roles)}))
     return calls

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +39,17 @@ class _WinRM(BaseModel):
     auth: Literal["negotiate", "ntlm", "basic"] = "negotiate"
 
 
+class _OS(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    caption: str
+    version: str
+    build: str
+
+
+SERVER_2022 = _OS(caption="Microsoft Windows Server 2022 Standard", version="10.0.20348", build="20348")
+WINDOWS_11 = _OS(caption="Microsoft Windows 11 Enterprise", version="10.0.22631", build="22631")
+
+
 class _ScenarioHost(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -47,6 +59,8 @@ class _ScenarioHost(BaseModel):
     notes: str = ""
     winrm: _WinRM = _WinRM()
     fault: Literal["down", "hang", "http500"] | None = None
+    os: _OS | None = None
+    clock_skew_seconds: float = 0.0
     services: list[ServiceInfo] = []
 
 
@@ -66,6 +80,8 @@ class ScenarioHost:
     auth: str
     fault: str | None
     services: tuple[Mapping[str, Any], ...]
+    os: Mapping[str, str] = field(default_factory=lambda: SERVER_2022.model_dump())
+    clock_skew_seconds: float = 0.0
 
 
 def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
@@ -96,6 +112,8 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
             auth=h.winrm.auth,
             fault=h.fault,
             services=tuple(s.model_dump() for s in h.services),
+            os=(h.os or (WINDOWS_11 if h.roles == ["client"] else SERVER_2022)).model_dump(),
+            clock_skew_seconds=h.clock_skew_seconds,
         )
         for h in scenario.hosts
     ]
@@ -118,7 +136,25 @@ def _services_data(host: ScenarioHost, parameters: Mapping[str, Any]) -> dict[st
     }
 
 
-PROBE_DATA = {"services": _services_data}
+def _host_data(host: ScenarioHost, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """What host.ps1 prints: identity, OS, and the host's own clock (skewed if the scenario says so)."""
+    now = datetime.now(UTC) + timedelta(seconds=host.clock_skew_seconds)
+    iso = "%Y-%m-%dT%H:%M:%SZ"
+    short, _, domain = host.name.partition(".")
+    return {
+        "computer_name": short.upper(),
+        "domain": domain or "WORKGROUP",
+        "part_of_domain": bool(domain),
+        "os_caption": host.os["caption"],
+        "os_version": host.os["version"],
+        "os_build": host.os["build"],
+        "ps_version": "5.1.20348.2849",
+        "last_boot_utc": (now - timedelta(days=3, hours=4)).strftime(iso),
+        "utc_now": now.strftime(iso),
+    }
+
+
+PROBE_DATA = {"host": _host_data, "services": _services_data}
 
 
 def responder(host: ScenarioHost):

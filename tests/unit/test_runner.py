@@ -32,9 +32,11 @@ def healthy_probe() -> ProbeResult:
 def test_plan_passes_service_names_as_parameters() -> None:
     calls = runner.plan(target("a"))
     assert [(c.probe, c.parameters) for c in calls] == [
-        ("services", {"Names": ["TermService", "UmRdpService", "SessionEnv"]})
+        ("host", {}),
+        ("services", {"Names": ["TermService", "UmRdpService", "SessionEnv"]}),
     ]
-    assert runner.plan(HostTarget(name="c", address="c", roles=(Role.CLIENT,))) == []
+    client = runner.plan(HostTarget(name="c", address="c", roles=(Role.CLIENT,)))
+    assert [c.probe for c in client] == ["host"]
 
 
 def test_hung_host_times_out_while_others_complete() -> None:
@@ -82,7 +84,7 @@ def test_partial_facts_survive_a_timeout() -> None:
     [report] = runner.run_hosts([target("slow", deadline=0.3)], {}, collect=collect)
     release.set()
     assert "services" in report.facts.probes
-    assert "(1 of 1 probes had finished)" in report.facts.problems[0].reason
+    assert "(1 of 2 probes had finished)" in report.facts.problems[0].reason
 
 
 def test_concurrency_limit_is_respected() -> None:
