@@ -94,7 +94,9 @@ def validate_data(probe: str, data: Any) -> dict[str, Any]:
         raise ContractError(probe, _field(("data", *err["loc"])), f"{err['msg']}{more}") from None
 
 
-def parse_output(probe: str, output: list[Any], duration_s: float = 0.0) -> ProbeResult:
+def parse_output(
+    probe: str, output: list[Any], duration_s: float = 0.0, received_utc: str = ""
+) -> ProbeResult:
     """Parse what a probe printed: exactly one JSON envelope for the probe that was run."""
     texts = [o for o in output if isinstance(o, str) and o.strip()]
     if len(texts) != 1 or len(texts) != len([o for o in output if o is not None]):
@@ -120,4 +122,5 @@ def parse_output(probe: str, output: list[Any], duration_s: float = 0.0) -> Prob
         data=data,
         errors=tuple(ProbeError(step=e.step, message=e.message) for e in envelope.errors),
         duration_s=duration_s,
+        received_utc=received_utc,
     )

@@ -72,6 +72,7 @@ class ProbeResult:
     data: Mapping[str, Any]
     errors: Sequence[ProbeError] = ()
     duration_s: float = 0.0
+    received_utc: str = ""  # the workstation's clock when the output arrived (for clock skew)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
                 data=p["data"],
                 errors=tuple(ProbeError(**e) for e in p.get("errors", ())),
                 duration_s=p.get("duration_s", 0.0),
+                received_utc=p.get("received_utc", ""),
             )
             for name, p in d.get("probes", {}).items()
         },

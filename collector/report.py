@@ -19,9 +19,11 @@ from typing import Any
 
 import jinja2
 
-from collector.model import CheckResult, HostReport, RunReport, Severity, Status, to_dict
+from collector.model import CheckResult, HostReport, RunReport, Status, to_dict
 
-SEVERITY_ORDER = {s: s.rank for s in Severity}
+# The process umask, read once at import (it can only be read by setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def _environment() -> jinja2.Environment:
@@ -59,6 +61,7 @@ def atomic_write(path: Path, content: str | bytes) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as any file
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -84,9 +84,10 @@ def collect_host(target: HostTarget, password: Secret | None, progress: _Progres
                 for call in calls:
                     probe = scripts.load(call.probe)
                     out = session.run(probe.text, call.parameters)
+                    received = utc_now()
                     try:
                         progress.add_probe(
-                            contract.parse_output(call.probe, list(out.output), out.duration_s)
+                            contract.parse_output(call.probe, list(out.output), out.duration_s, received)
                         )
                     except contract.ContractError as exc:
                         reason = str(exc)

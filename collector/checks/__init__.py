@@ -114,9 +114,9 @@ def _missing_reason(facts: HostFacts, needs: Sequence[str]) -> str | None:
 
 def catalogue() -> tuple[Check, ...]:
     """Every check, in report order."""
-    from collector.checks import services
+    from collector.checks import host, services
 
-    return services.CHECKS
+    return host.CHECKS + services.CHECKS
 
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:

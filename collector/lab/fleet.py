@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -95,6 +95,11 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
     raw = yaml.safe_load(text) or {}
     if isinstance(raw, dict):  # x-* keys hold YAML anchors shared between hosts
         raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
+        for host in raw.get("hosts") or []:
+            # A scenario lists the services a host has installed; the probe reports them present.
+            for service in (host.get("services") or []) if isinstance(host, dict) else []:
+                if isinstance(service, dict):
+                    service.setdefault("present", True)
     try:
         scenario = _Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collector import checks
+from collector.checks.services import CHECKS as SERVICE_CHECKS
 from collector.model import CollectionFailure, CollectionProblem, ProbeError, ProbeResult, Role, Status
 from tests.builders import facts, service
 
@@ -13,7 +14,7 @@ GW = (Role.GATEWAY,)
 
 
 def result(host_facts, check_id):
-    return next(r for r in checks.evaluate(host_facts) if r.id == check_id)
+    return next(r for r in checks.evaluate(host_facts, SERVICE_CHECKS) if r.id == check_id)
 
 
 @pytest.mark.parametrize(
@@ -75,15 +76,15 @@ def test_rdg_service_stopped(services, status) -> None:
 
 
 def test_checks_apply_only_to_their_roles() -> None:
-    ids = [r.id for r in checks.evaluate(facts((Role.CLIENT,), []))]
+    ids = [r.id for r in checks.evaluate(facts((Role.CLIENT,), []), SERVICE_CHECKS)]
     assert "rdp.service-stopped" not in ids and "rdg.service-stopped" not in ids
-    both = [r.id for r in checks.evaluate(facts((Role.GATEWAY, Role.SESSION_HOST), []))]
+    both = [r.id for r in checks.evaluate(facts((Role.GATEWAY, Role.SESSION_HOST), []), SERVICE_CHECKS)]
     assert both == ["rdp.service-stopped", "rdg.service-stopped"]
 
 
 def test_unknown_when_host_not_collected_never_pass() -> None:
     problem = CollectionProblem(CollectionFailure.UNREACHABLE, "connection refused by 10.0.0.1:5986")
-    results = checks.evaluate(facts(SH, None, problems=(problem,)))
+    results = checks.evaluate(facts(SH, None, problems=(problem,)), SERVICE_CHECKS)
     assert [(r.id, r.status) for r in results] == [
         ("collect.unreachable", Status.FAIL),
         ("rdp.service-stopped", Status.UNKNOWN),
@@ -96,7 +97,7 @@ def test_unknown_when_the_probe_failed() -> None:
     problem = CollectionProblem(
         CollectionFailure.BAD_OUTPUT, "probe services: output is not JSON", "services"
     )
-    [bad, svc] = checks.evaluate(facts(SH, None, problems=(problem,)))
+    [bad, svc] = checks.evaluate(facts(SH, None, problems=(problem,)), SERVICE_CHECKS)
     assert (bad.id, bad.evidence[0].label) == ("collect.bad-output", "probe services")
     assert svc.status is Status.UNKNOWN
     assert "probe services failed (bad-output)" in svc.evidence[0].value

@@ -7,6 +7,7 @@ import time
 
 from collector import runner
 from collector.model import CollectionFailure, HostFacts, HostTarget, ProbeResult, Role, Status
+from tests.builders import host_probe
 
 
 def target(name: str, deadline: float = 5.0) -> HostTarget:
@@ -46,6 +47,7 @@ def test_hung_host_times_out_while_others_complete() -> None:
         if t.name == "hang":
             release.wait(30)
         else:
+            progress.add_probe(host_probe())
             progress.add_probe(healthy_probe())
         return HostFacts(target=t, probes=progress.snapshot()[0])
 
@@ -68,6 +70,7 @@ def test_hung_host_times_out_while_others_complete() -> None:
     assert "host deadline of 0.5 s" in hung.facts.problems[0].reason
     assert [(c.id, c.status) for c in hung.checks] == [
         ("collect.timeout", Status.FAIL),
+        ("host.time-skew", Status.UNKNOWN),
         ("rdp.service-stopped", Status.UNKNOWN),
     ]
     assert reports[0].worst is Status.PASS and reports[2].worst is Status.PASS

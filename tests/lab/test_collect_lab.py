@@ -1,0 +1,332 @@
+"""The collector's real protocol path against the lab fleet: pypsrp over WS-Management + PSRP."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector import inventory, runner, scripts
+from collector.credentials import Secret
+from collector.lab.fleet import LAB_USER, PASSWORD_ENV, LabFleet, ScenarioHost, load_scenario
+from collector.model import CollectionFailure, HostTarget, Status
+from collector.winrm import HostSession
+
+pytestmark = pytest.mark.lab
+PASSWORD = "lab-Pa55word-Test"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
+    with LabFleet(load_scenario(), PASSWORD, tmp_path_factory.mktemp("lab")) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def lab_inventory(fleet: LabFleet, tmp_path_factory: pytest.TempPathFactory) -> inventory.Inventory:
+    return inventory.load(fleet.write_inventory(tmp_path_factory.mktemp("inv") / "inventory.yaml"))
+
+
+def targets_by_name(inv: inventory.Inventory) -> dict[str, HostTarget]:
+    return {t.name: t for t in inv.targets}
+
+
+@pytest.mark.parametrize(
+    ("host", "transport", "auth"),
+    [
+        ("rdsh01.lab.test", "http", "basic"),
+        ("client01.lab.test", "http", "negotiate"),
+        ("gw01.lab.test", "https", "ntlm"),  # dials 127.0.0.1, verifies the certificate for the name
+        ("rdsh02.lab.test", "https", "negotiate"),
+    ],
+)
+def test_each_transport_collects_the_services_probe(
+    lab_inventory: inventory.Inventory, host: str, transport: str, auth: str
+) -> None:
+    target = targets_by_name(lab_inventory)[host]
+    assert (target.transport, target.auth, target.address) == (transport, auth, "127.0.0.1")
+    facts = runner.collect_host(target, Secret(PASSWORD))
+    assert facts.problems == ()
+    assert facts.probes["host"].data["computer_name"] == host.split(".")[0].upper()
+    assert facts.probes["host"].data["ps_version"].startswith("5.1")
+    if "services" in facts.probes:
+        services = facts.probes["services"].data["services"]
+        assert [s["name"] for s in services] == runner.plan(target)[1].parameters["Names"]
+
+
+def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
+    passwords = dict.fromkeys(targets_by_name(lab_inventory), Secret(PASSWORD))
+    reports = {r.name: r for r in runner.run_hosts(lab_inventory.targets, passwords)}
+    status = {name: {c.id: c.status for c in r.checks} for name, r in reports.items()}
+    ok = {"host.time-skew": Status.PASS}
+    assert status["gw01.lab.test"] == {**ok, "rdg.service-stopped": Status.PASS}
+    assert status["rdsh01.lab.test"] == {**ok, "rdp.service-stopped": Status.PASS}
+    assert status["client01.lab.test"] == ok
+    assert status["rdsh02.lab.test"] == {**ok, "rdp.service-stopped": Status.FAIL}
+    assert status["rdsh03.lab.test"] == {
+        "collect.unreachable": Status.FAIL,
+        "host.time-skew": Status.UNKNOWN,
+        "rdp.service-stopped": Status.UNKNOWN,
+    }
+    stopped = next(c for c in reports["rdsh02.lab.test"].checks if c.id == "rdp.service-stopped")
+    assert stopped.title == "TermService not running on the session host"
+    assert stopped.evidence[0].value.startswith("Stopped, start mode Disabled")
+    refused = reports["rdsh03.lab.test"].checks[0].evidence[0].value
+    assert "connection refused by 127.0.0.1:" in refused
+
+
+def test_wrong_password_is_auth_failed_and_never_echoed(lab_inventory: inventory.Inventory) -> None:
+    for name in ("rdsh01.lab.test", "client01.lab.test", "gw01.lab.test"):
+        facts = runner.collect_host(targets_by_name(lab_inventory)[name], Secret("not-the-password"))
+        [problem] = facts.problems
+        assert problem.kind is CollectionFailure.AUTH_FAILED, name
+        assert LAB_USER in problem.reason and "not-the-password" not in problem.reason
+
+
+def test_certificate_for_another_name_is_refused(lab_inventory: inventory.Inventory) -> None:
+    gw = targets_by_name(lab_inventory)["gw01.lab.test"]
+    wrong_name = dataclasses.replace(gw, name="gw99.lab.test")
+    [problem] = runner.collect_host(wrong_name, Secret(PASSWORD)).problems
+    assert problem.kind is CollectionFailure.UNREACHABLE
+    assert "TLS to 127.0.0.1" in problem.reason and "gw99.lab.test" in problem.reason
+
+
+def test_parameters_reach_the_script_as_data(fleet: LabFleet, lab_inventory: inventory.Inventory) -> None:
+    """PowerShell metacharacters in a value arrive as that value; the script text is unchanged."""
+    target = targets_by_name(lab_inventory)["rdsh01.lab.test"]
+    hostile = "x'; Write-Output pwned; '"
+    script = scripts.load("services").text
+    with HostSession(target, Secret(PASSWORD)) as session:
+        out = session.run(script, {"Names": [hostile, "TermService"]})
+    invocation = fleet.servers["rdsh01.lab.test"].invocations[-1]
+    assert invocation.script == script
+    assert invocation.parameters == {"Names": [hostile, "TermService"]}
+    data = json.loads(out.output[0])["data"]["services"]
+    assert data[0] == {
+        "name": hostile,
+        "present": False,
+        "display_name": None,
+        "state": None,
+        "start_mode": None,
+        "account": None,
+        "process_id": None,
+    }
+    assert "pwned" not in script
+
+
+def test_sessions_are_always_closed(fleet: LabFleet, lab_inventory: inventory.Inventory) -> None:
+    for name in ("rdsh01.lab.test", "gw01.lab.test"):
+        runner.collect_host(targets_by_name(lab_inventory)[name], Secret(PASSWORD))
+        assert fleet.servers[name].open_shells == 0
+
+
+def test_silent_host_times_out_within_deadline_while_others_complete(tmp_path: Path) -> None:
+    hosts = [h for h in load_scenario() if h.name in ("rdsh01.lab.test", "gw01.lab.test")]
+    silent = ScenarioHost(
+        name="hung01.lab.test",
+        roles=("session_host",),
+        gateway="",
+        session_hosts=(),
+        notes="",
+        transport="http",
+        auth="negotiate",
+        fault="hang",
+        services=(),
+    )
+    with LabFleet([*hosts, silent], PASSWORD, tmp_path) as lab:
+        inv = inventory.load(lab.write_inventory(tmp_path / "inventory.yaml"))
+        targets = [dataclasses.replace(t, host_deadline_s=3.0) for t in inv.targets]
+        start = time.monotonic()
+        reports = runner.run_hosts(targets, dict.fromkeys((t.name for t in targets), Secret(PASSWORD)))
+        elapsed = time.monotonic() - start
+    by_name = {r.name: r for r in reports}
+    assert elapsed < 6, elapsed
+    assert [p.kind for p in by_name["hung01.lab.test"].facts.problems] == [CollectionFailure.TIMEOUT]
+    assert by_name["rdsh01.lab.test"].worst is Status.PASS
+    assert by_name["gw01.lab.test"].worst is Status.PASS
+
+
+def test_host_that_stops_mid_fleet_is_unreachable(tmp_path: Path) -> None:
+    [host] = [h for h in load_scenario() if h.name == "rdsh01.lab.test"]
+    with LabFleet([host], PASSWORD, tmp_path) as lab:
+        inv = inventory.load(lab.write_inventory(tmp_path / "inventory.yaml"))
+        lab.servers[host.name].stop()
+        [problem] = runner.collect_host(inv.targets[0], Secret(PASSWORD)).problems
+    assert problem.kind is CollectionFailure.UNREACHABLE and "connection refused" in problem.reason
+
+
+# --- the command line, as a user runs it ------------------------------------------------------
+
+
+def run_collect(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "collector.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_collect_demo_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = run_collect("demo", "--output", str(out), env={PASSWORD_ENV: PASSWORD})
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    latest = out / "latest"
+    assert latest.is_symlink() and (latest / "index.html").is_file()
+    assert f"Report: {out / latest.resolve().name / 'index.html'}" in result.stdout
+    pages = sorted(p.name for p in (latest / "hosts").iterdir())
+    assert pages == [f"{h}.lab.test.html" for h in ("client01", "gw01", "rdsh01", "rdsh02", "rdsh03")]
+    results = json.loads((latest / "results.json").read_text())
+    failing = {
+        (h["facts"]["target"]["name"], c["id"])
+        for h in results["hosts"]
+        for c in h["checks"]
+        if c["status"] == "fail"
+    }
+    assert failing == {("rdsh02.lab.test", "rdp.service-stopped"), ("rdsh03.lab.test", "collect.unreachable")}
+    summary = result.stderr.strip().splitlines()[-1]
+    assert summary.startswith("collect: summary hosts=5 failing_hosts=2 not_collected=1 ")
+    assert "exit=1" in summary
+    index = (latest / "index.html").read_text()
+    assert "rdsh02.lab.test" in index and "rdp.service-stopped" in index
+    page = (latest / "hosts" / "rdsh02.lab.test.html").read_text()
+    assert "TermService not running on the session host" in page and "Start-Service -Name TermService" in page
+    # No secret anywhere in what was written or printed.
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert PASSWORD not in path.read_text(errors="replace"), path
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_collect_single_host_and_render(
+    fleet: LabFleet, lab_inventory: inventory.Inventory, tmp_path: Path
+) -> None:
+    gw = targets_by_name(lab_inventory)["gw01.lab.test"]
+    result = run_collect(
+        "--host",
+        gw.name,
+        "--role",
+        "gateway",
+        "--address",
+        "127.0.0.1",
+        "--port",
+        str(gw.port),
+        "--transport",
+        "https",
+        "--auth",
+        "ntlm",
+        "--username",
+        LAB_USER,
+        "--password-env",
+        "LABPW",
+        "--ca-file",
+        gw.ca_file,
+        "--output",
+        str(tmp_path / "one"),
+        "-q",
+        env={"LABPW": PASSWORD},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # --quiet: nothing on stdout
+    results = tmp_path / "one" / "latest" / "results.json"
+    data = json.loads(results.read_text())
+    assert [c["id"] + ":" + c["status"] for c in data["hosts"][0]["checks"]] == [
+        "host.time-skew:pass",
+        "rdg.service-stopped:pass",
+    ]
+
+    rendered = run_collect("render", str(results), "--output", str(tmp_path / "again"))
+    assert rendered.returncode == 0, rendered.stderr
+    again = (tmp_path / "again" / "hosts" / "gw01.lab.test.html").read_text()
+    assert "The gateway services are running" in again
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("hosts:\n  - name: a.example\n    roles: [client\n", 4, "not valid YAML"),
+        (
+            "hosts:\n  - name: a.example\n    roles: [client]\n    colour: blue\n",
+            4,
+            "hosts[0].colour: unknown key",
+        ),
+        (
+            "hosts:\n  - {name: a.example, roles: [client]}\n  - {name: a.example, roles: [gateway]}\n",
+            3,
+            "duplicate host",
+        ),
+        (
+            "defaults:\n  username: u\n  password: s3cr3t-value\n"
+            "hosts:\n  - {name: a.example, roles: [client]}\n",
+            3,
+            "plain password is not accepted",
+        ),
+    ],
+)
+def test_inventory_errors_exit_2_with_line(tmp_path: Path, text: str, line: int, words: str) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(text)
+    result = run_collect("--inventory", str(path), "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert f"{path}:{line}: " in result.stderr and words in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t-value" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ((), "nothing to collect"),
+        (("--host", "a.example"), "needs at least one --role"),
+        (
+            (
+                "--host",
+                "a.example",
+                "--role",
+                "gateway",
+                "--auth",
+                "basic",
+                "--transport",
+                "http",
+                "--username",
+                "u",
+                "--password-env",
+                "NOPE_UNSET",
+            ),
+            "readable on the wire",
+        ),
+        (
+            ("--host", "a.example", "--role", "gateway", "--username", "u", "--password-env", "NOPE_UNSET"),
+            "environment variable NOPE_UNSET",
+        ),
+        (("render", "/nonexistent/results.json"), "cannot read /nonexistent/results.json"),
+        (("--role", "bogus"), "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: tuple[str, ...], words: str) -> None:
+    result = run_collect(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_host_clock_skew_is_measured_over_the_wire(tmp_path: Path) -> None:
+    [healthy] = [h for h in load_scenario() if h.name == "rdsh01.lab.test"]
+    skewed = dataclasses.replace(healthy, clock_skew_seconds=-420.0)
+    with LabFleet([skewed], PASSWORD, tmp_path) as lab:
+        inv = inventory.load(lab.write_inventory(tmp_path / "inventory.yaml"))
+        [report] = runner.run_hosts(inv.targets, {skewed.name: Secret(PASSWORD)})
+    skew = next(c for c in report.checks if c.id == "host.time-skew")
+    assert skew.status is Status.FAIL
+    assert skew.title == "Clock is 7 minutes off: Kerberos and NLA will fail"
