@@ -1,0 +1,1 @@
+"""The simulated fleet on loopback (real WS-Management + PSRP) used by the demo and the tests."""
