@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TextIO
 
 from collector import checks, credentials, inventory, report
 from collector.model import CheckResult, HostReport, RunReport, Severity, Status
@@ -68,11 +69,13 @@ def exit_code(hosts: Sequence[HostReport], fail_on: Severity) -> int:
 class _Display:
     """Progress on a terminal (rich), one line per host in a log, nothing with --quiet."""
 
-    def __init__(self, total: int, quiet: bool) -> None:
+    def __init__(self, total: int, quiet: bool, stream: TextIO | None = None) -> None:
         self.quiet = quiet
+        self.stream = stream or sys.stderr
         self.live = None
         self.task = None
-        if not quiet and sys.stderr.isatty():
+        if not quiet and self.stream.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.live = Progress(
@@ -82,6 +85,7 @@ class _Display:
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
                 transient=True,
+                console=Console(file=self.stream),
             )
             self.task = self.live.add_task("", total=total)
             self.live.start()
@@ -93,11 +97,12 @@ class _Display:
             self.live.update(self.task, advance=1, description=host.name)
             self.live.console.print(line, highlight=False, markup=False)
         elif not self.quiet:
-            print(line, file=sys.stderr, flush=True)
+            print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
-        if self.live is not None:
-            self.live.stop()
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
 
 
 def run_collection(
@@ -143,6 +148,13 @@ def run_collection(
 
     try:
         hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done)
+    except KeyboardInterrupt:
+        display.close()
+        _err(
+            f"interrupted: 'latest' still points at the previous complete run; "
+            f"host pages finished so far are in {writer.partial}"
+        )
+        return 130
     finally:
         display.close()
     run = RunReport(
@@ -160,7 +172,7 @@ def run_collection(
     failing = sum(1 for h in hosts if h.worst is Status.FAIL)
     not_collected = sum(1 for h in hosts if not h.collected)
     if not quiet:
-        print(f"Report: {folder / 'index.html'}")
+        print(f"Report: {(folder / 'index.html').resolve()}")
     _err(
         f"summary hosts={len(hosts)} failing_hosts={failing} not_collected={not_collected} "
         + " ".join(f"{k}={v}" for k, v in counts.items())

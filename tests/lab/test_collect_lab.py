@@ -330,3 +330,47 @@ def test_host_clock_skew_is_measured_over_the_wire(tmp_path: Path) -> None:
     skew = next(c for c in report.checks if c.id == "host.time-skew")
     assert skew.status is Status.FAIL
     assert skew.title == "Clock is 7 minutes off: Kerberos and NLA will fail"
+
+
+def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
+    inv_path = tmp_path / "lab-inventory.yaml"
+    env = {**os.environ, PASSWORD_ENV: PASSWORD}
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "lab", "--inventory-out", str(inv_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        ready = lab.stdout.readline()
+        assert ready.startswith("lab ready: 5 hosts on 127.0.0.1; inventory ")
+        result = run_collect(
+            "--inventory",
+            str(inv_path),
+            "--output",
+            str(tmp_path / "out"),
+            "-q",
+            env={PASSWORD_ENV: PASSWORD},
+        )
+        assert result.returncode == 1, result.stderr
+        assert "failing_hosts=2 not_collected=1" in result.stderr
+    finally:
+        lab.terminate()
+        out, err = lab.communicate(timeout=20)
+    assert lab.returncode == 0, err
+    assert out.strip() == "lab stopped" and "Traceback" not in err
+
+
+def test_collect_lab_without_password_is_a_usage_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    result = subprocess.run(
+        [sys.executable, "-m", "collector.cli", "lab"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"set {PASSWORD_ENV}" in result.stderr and not list(tmp_path.iterdir())

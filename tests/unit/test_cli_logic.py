@@ -129,3 +129,42 @@ def test_problems_first_ordering() -> None:
         ]
     )
     assert [c.id for c in ordered] == ["d", "c", "e", "b", "a"]
+
+
+class _Terminal:
+    """A stream that claims to be a terminal, capturing what is written."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.parts = tty, []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_display_one_line_per_host_in_logs_and_nothing_when_quiet() -> None:
+    failing = host(Status.FAIL, Severity.CRITICAL)
+    log = _Terminal(tty=False)
+    display = cli._Display(1, quiet=False, stream=log)
+    display.host_done(failing)
+    display.close()
+    assert "".join(log.parts) == "h1.corp.example: fail (x.y)\n"
+    quiet = _Terminal(tty=False)
+    cli._Display(1, quiet=True, stream=quiet).host_done(failing)
+    assert quiet.parts == []
+
+
+def test_display_on_a_terminal_uses_a_progress_bar() -> None:
+    term = _Terminal(tty=True)
+    display = cli._Display(2, quiet=False, stream=term)
+    assert display.live is not None
+    display.host_done(host(Status.PASS, Severity.CRITICAL))
+    display.close()
+    display.close()  # closing twice is harmless
+    assert "h1.corp.example: pass" in "".join(term.parts)
