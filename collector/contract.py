@@ -7,7 +7,7 @@ the lab cannot drift from what the scripts produce. A violation names the probe 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -56,6 +56,13 @@ class ServicesData(_Strict):
     services: list[ServiceInfo]
 
 
+class SchannelSetting(_Strict):
+    protocol: str  # 'SSL 3.0' ... 'TLS 1.3'
+    side: Literal["Client", "Server"]
+    enabled: int | None  # registry value; None = not set (OS default applies)
+    disabled_by_default: int | None
+
+
 class HostData(_Strict):
     computer_name: str
     domain: str | None
@@ -66,10 +73,207 @@ class HostData(_Strict):
     ps_version: str
     last_boot_utc: str | None  # ISO 8601 UTC
     utc_now: str  # the host's clock when the probe ran, ISO 8601 UTC
+    secure_channel: bool | None  # Test-ComputerSecureChannel; None when not domain-joined or failed
+    schannel: list[SchannelSetting]  # only protocols with a registry override
+    strong_crypto: int | None  # .NET SchUseStrongCrypto
+    credssp_oracle: int | None  # AllowEncryptionOracle policy: 0 force patched, 1 mitigated, 2 vulnerable
+    pending_reboot: list[str]  # reasons found
+
+
+class Listener(_Strict):
+    protocol: Literal["TCP", "UDP"]
+    local_address: str
+    port: int
+    process_id: int
+    process_name: str | None
+    services: list[str]
+
+
+class ListenersData(_Strict):
+    rdp_port: int | None  # RDP-Tcp PortNumber
+    source: Literal["Get-NetTCPConnection", "netstat"] | None
+    tcp: list[Listener]
+    udp: list[Listener]
+    netstat_rdp: list[str]  # the article's `netstat -ano | findstr 3389`, raw lines
+
+
+class Certificate(_Strict):
+    """A certificate as a Windows host holds it, with the chain that host builds (leaf first)."""
+
+    thumbprint: str
+    subject: str
+    issuer: str
+    not_before: str | None
+    not_after: str | None
+    has_private_key: bool
+    private_key_readable: bool | None
+    chain_der: list[str]  # base64 DER
+    chain_status: list[str]  # X509ChainStatusFlags names; empty when the host trusts it
+
+
+class GeneralSetting(_Strict):
+    ssl_certificate_sha1_hash: str
+    ssl_certificate_sha1_hash_type: int
+    security_layer: int  # 0 RDP, 1 Negotiate, 2 SSL
+    user_authentication_required: int  # NLA
+    min_encryption_level: int
+    policy_source_security_layer: int
+    policy_source_user_auth: int
+
+
+class FirewallRule(_Strict):
+    name: str
+    display_name: str
+    enabled: bool
+    direction: str
+    action: str
+    profiles: str
+    protocol: str
+    local_ports: list[str]
+
+
+class RdpConfigData(_Strict):
+    deny_ts_connections: int | None
+    deny_ts_connections_policy: int | None
+    port_number: int | None
+    security_layer: int | None
+    security_layer_policy: int | None
+    user_authentication: int | None
+    user_authentication_policy: int | None
+    min_encryption_level: int | None
+    min_encryption_level_policy: int | None
+    certificate_hash_registry: str | None
+    general_setting: GeneralSetting | None
+    listener_certificate: Certificate | None
+    firewall_rules: list[FirewallRule]
+
+
+class DnsAnswer(_Strict):
+    name: str
+    addresses: list[str]
+    error: str | None
+
+
+class TcpAttempt(_Strict):
+    name: str
+    port: int
+    connected: bool
+    elapsed_ms: int | None
+    error: str | None
+
+
+class WinHttpProxy(_Strict):
+    proxy: str | None
+    bypass: str | None
+
+
+class NetworkData(_Strict):
+    dns: list[DnsAnswer]
+    tcp: list[TcpAttempt]
+    winhttp: WinHttpProxy | None
+
+
+class GatewaySettings(_Strict):
+    cert_hash: str | None
+    ssl_bridging: int
+    enforce_channel_binding: bool
+    max_connections: int
+    unlimited_connections: bool
+    central_cap_enabled: bool
+    is_configured: bool
+
+
+class HttpBinding(_Strict):
+    endpoint: str
+    cert_hash: str | None
+    cert_store: str | None
+
+
+class Cap(_Strict):
+    name: str
+    enabled: bool
+    user_groups: str
+
+
+class Rap(_Strict):
+    name: str
+    enabled: bool
+    user_groups: str
+    computer_group: str
+    port_numbers: str
+
+
+class GatewayData(_Strict):
+    settings: GatewaySettings | None
+    certificate: Certificate | None
+    http_bindings: list[HttpBinding]
+    caps: list[Cap]
+    raps: list[Rap]
+
+
+class ClientUser(_Strict):
+    sid: str
+    account: str | None
+    rdg_trace: int | None
+    rdg_trace_file: str | None
+    trace_exists: bool
+    trace_matches: list[str]
+
+
+class GatewayTls(_Strict):
+    """The gateway's TLS chain as the client received it, and what the client's trust decided."""
+
+    name: str
+    port: int
+    connected: bool
+    policy_errors: str | None  # SslPolicyErrors: None, RemoteCertificateNameMismatch, ...ChainErrors
+    chain_der: list[str]
+    chain_status: list[str]
+    protocol: str | None
+    error: str | None
+
+
+class ClientData(_Strict):
+    disable_udp_policy: int | None  # fClientDisableUDP (the article's Fix 1)
+    disable_udp_transport: int | None
+    rdg_client_transport: int | None
+    users: list[ClientUser]
+    gateway_tls: GatewayTls | None
+    trusted_roots: list[str]
+
+
+class Event(_Strict):
+    id: int
+    provider: str
+    time_utc: str | None
+    level: str
+    record_id: int
+    data: dict[str, str]
+    message: str | None
+
+
+class EventLog(_Strict):
+    log: str
+    ids: list[int]
+    available: bool
+    truncated: bool
+    events: list[Event]
+
+
+class EventsData(_Strict):
+    since_hours: int
+    max_events: int
+    logs: list[EventLog]
 
 
 SCHEMAS: dict[str, tuple[int, type[_Strict]]] = {
+    "client": (1, ClientData),
+    "events": (1, EventsData),
+    "gateway": (1, GatewayData),
     "host": (1, HostData),
+    "listeners": (1, ListenersData),
+    "network": (1, NetworkData),
+    "rdp_config": (1, RdpConfigData),
     "services": (1, ServicesData),
 }
 
