@@ -287,6 +287,12 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
             first_seen[key] = loc
             roles_by_name[key] = set(host.roles)
 
+    # A gateway reaches, on its clients' behalf, the session hosts those clients name.
+    brokered: dict[str, list[str]] = {}
+    for host, _, _ in entries:
+        if host.gateway:
+            brokered.setdefault(host.gateway.lower(), []).extend(host.session_hosts)
+
     targets: list[HostTarget] = []
     credentials: dict[str, CredentialRef] = {}
     for host, group, loc in entries:
@@ -359,7 +365,11 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
                 operation_timeout_s=s.get("operation_timeout", 60.0),
                 host_deadline_s=s.get("host_deadline", 120.0),
                 gateway=host.gateway or "",
-                session_hosts=tuple(host.session_hosts),
+                session_hosts=tuple(
+                    dict.fromkeys(host.session_hosts + brokered.get(host.name.lower(), []))
+                    if "gateway" in host.roles
+                    else host.session_hosts
+                ),
                 group=group.name if group else "",
             )
         )

@@ -40,11 +40,50 @@ class ProbeCall:
     parameters: Mapping[str, Any]
 
 
+EVENT_QUERIES = {
+    Role.CLIENT: (
+        "Microsoft-Windows-TerminalServices-RDPClient/Operational=1024,1025,1026,1027,1029,1102,1103,1105",
+    ),
+    Role.GATEWAY: (
+        "Microsoft-Windows-TerminalServices-Gateway/Operational="
+        "100,102,103,200,201,300,301,302,303,304,305,306,307,312,313",
+    ),
+    Role.SESSION_HOST: (
+        "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational=261,1149",
+        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational=21,22,23,24,25,39,40",
+        "Microsoft-Windows-RemoteDesktopServices-RdpCoreTS/Operational=98,131,140",
+        "System=1057,1058,36870,36871,36874,36888",
+        "Security=4625",
+    ),
+}
+EVENT_WINDOW_HOURS = 24
+EVENT_MAX_PER_LOG = 200
+
+
 def plan(target: HostTarget) -> list[ProbeCall]:
     """The probes a host's roles need (pure; the parameters are data, never script text)."""
+    roles = set(target.roles)
     calls = [ProbeCall("host", {})]  # every host: who it is, and proof the session works
-    if {Role.SESSION_HOST, Role.GATEWAY}.intersection(target.roles):
+    if roles & {Role.SESSION_HOST, Role.GATEWAY}:
         calls.append(ProbeCall("services", {"Names": services_for(target.roles)}))
+        calls.append(ProbeCall("listeners", {"TcpPorts": [3389, 443], "UdpPorts": [3389, 3391]}))
+    if Role.SESSION_HOST in roles:
+        calls.append(ProbeCall("rdp_config", {}))
+    if Role.GATEWAY in roles:
+        calls.append(ProbeCall("gateway", {}))
+    if Role.CLIENT in roles:
+        calls.append(ProbeCall("client", {"GatewayName": target.gateway, "GatewayPort": 443}))
+    targets = ([f"{target.gateway}:443"] if target.gateway else []) + [
+        f"{s}:3389" for s in target.session_hosts
+    ]
+    if targets:
+        calls.append(ProbeCall("network", {"Targets": targets, "TimeoutMs": 3000}))
+    queries = [q for role in target.roles for q in EVENT_QUERIES[role]]
+    calls.append(
+        ProbeCall(
+            "events", {"Queries": queries, "SinceHours": EVENT_WINDOW_HOURS, "MaxEvents": EVENT_MAX_PER_LOG}
+        )
+    )
     return calls
 
 

@@ -2,17 +2,16 @@
 
 Each lab host speaks real WinRM (PSRP over WS-Management, with Basic, NTLM + message
 encryption, or HTTPS with channel binding) and answers the collector's probes from a scenario
-file. Scenario data passes the same schemas as a real host's output, so the lab cannot drift
-from what the scripts produce.
+file through ``collector.lab.emulate``. Scenario data passes the same schemas as a real host's
+output, so the lab cannot drift from what the scripts produce.
 """
 
 from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from collector import scripts
+from collector import contract, scripts
 from collector.contract import ServiceInfo
+from collector.lab import emulate
+from collector.lab.emulate import LabCertificate, LabView
 from collector.lab.pki import LabCA
 from collector.lab.wsman import Invocation, InvocationResult, WSManServer
 
@@ -33,14 +34,16 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be served; names the file and the field."""
 
 
-class _WinRM(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _WinRM(_Model):
     transport: Literal["http", "https"] = "http"
     auth: Literal["negotiate", "ntlm", "basic"] = "negotiate"
 
 
-class _OS(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _OS(_Model):
     caption: str
     version: str
     build: str
@@ -50,8 +53,17 @@ SERVER_2022 = _OS(caption="Microsoft Windows Server 2022 Standard", version="10.
 WINDOWS_11 = _OS(caption="Microsoft Windows 11 Enterprise", version="10.0.22631", build="22631")
 
 
-class _ScenarioHost(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Event(_Model):
+    log: str
+    id: int
+    provider: str
+    minutes_ago: float
+    level: str = "Information"
+    data: dict[str, Any] = {}
+    message: str | None = None
+
+
+class _ScenarioHost(_Model):
     name: str
     roles: list[Literal["client", "gateway", "session_host"]]
     gateway: str | None = None
@@ -62,10 +74,15 @@ class _ScenarioHost(BaseModel):
     os: _OS | None = None
     clock_skew_seconds: float = 0.0
     services: list[ServiceInfo] = []
+    facts: dict[str, dict[str, Any]] = {}  # probe -> overrides of the role baseline
+    events: list[_Event] = []
+    blocked: list[str] = []  # "name:port" this host cannot connect to
+    unresolved: list[str] = []  # names this host's DNS does not know
+    listener_certificate: Literal["lab", "self-signed"] = "lab"
+    ssl_inspection: Literal["none", "trusted", "untrusted"] = "none"
 
 
-class _Scenario(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Scenario(_Model):
     hosts: list[_ScenarioHost]
 
 
@@ -73,15 +90,21 @@ class _Scenario(BaseModel):
 class ScenarioHost:
     name: str
     roles: tuple[str, ...]
-    gateway: str
-    session_hosts: tuple[str, ...]
-    notes: str
-    transport: str
-    auth: str
-    fault: str | None
-    services: tuple[Mapping[str, Any], ...]
+    gateway: str = ""
+    session_hosts: tuple[str, ...] = ()
+    notes: str = ""
+    transport: str = "http"
+    auth: str = "negotiate"
+    fault: str | None = None
+    services: tuple[Mapping[str, Any], ...] = ()
     os: Mapping[str, str] = field(default_factory=lambda: SERVER_2022.model_dump())
     clock_skew_seconds: float = 0.0
+    facts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    events: tuple[Mapping[str, Any], ...] = ()
+    blocked: tuple[str, ...] = ()
+    unresolved: tuple[str, ...] = ()
+    listener_certificate: str = "lab"
+    ssl_inspection: str = "none"
 
 
 def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
@@ -92,7 +115,10 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
     else:
         source = str(path)
         text = Path(path).read_text(encoding="utf-8")
-    raw = yaml.safe_load(text) or {}
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from None
     if isinstance(raw, dict):  # x-* keys hold YAML anchors shared between hosts
         raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
         for host in raw.get("hosts") or []:
@@ -106,6 +132,9 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ScenarioError(f"{source}: {loc}: {err['msg']}") from None
+    unknown = [f"{h.name}: facts.{p}" for h in scenario.hosts for p in h.facts if p not in contract.SCHEMAS]
+    if unknown:
+        raise ScenarioError(f"{source}: no such probe: {', '.join(unknown)}")
     return [
         ScenarioHost(
             name=h.name,
@@ -119,50 +148,87 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
             services=tuple(s.model_dump() for s in h.services),
             os=(h.os or (WINDOWS_11 if h.roles == ["client"] else SERVER_2022)).model_dump(),
             clock_skew_seconds=h.clock_skew_seconds,
+            facts=h.facts,
+            events=tuple(e.model_dump() for e in h.events),
+            blocked=tuple(h.blocked),
+            unresolved=tuple(h.unresolved),
+            listener_certificate=h.listener_certificate,
+            ssl_inspection=h.ssl_inspection,
         )
         for h in scenario.hosts
     ]
 
 
-# --- answering probes ---------------------------------------------------------------------------
+# --- certificates and what each host sees --------------------------------------------------------
 
 
-def _services_data(host: ScenarioHost, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """What services.ps1 prints on this host for the names it was asked about."""
-    names = parameters.get("Names") or ["TermService", "UmRdpService", "SessionEnv"]
-    if isinstance(names, str):
-        names = [names]
-    installed = {s["name"].lower(): s for s in host.services}
-    absent = dict.fromkeys(("display_name", "state", "start_mode", "account", "process_id"))
-    return {
-        "services": [
-            installed.get(str(n).lower(), {"name": str(n), "present": False, **absent}) for n in names
-        ]
-    }
+@dataclass(frozen=True)
+class LabPKI:
+    """The lab's CAs and the certificates each host holds, made once at start."""
+
+    ca: LabCA
+    inspection_ca: LabCA
+    certificates: Mapping[str, Mapping[str, LabCertificate]]  # host -> kind -> certificate
+    inspected: Mapping[str, LabCertificate]  # gateway -> chain a TLS-inspecting middlebox presents
+
+    @classmethod
+    def create(cls, hosts: Sequence[ScenarioHost]) -> LabPKI:
+        ca = LabCA.create("Collector Lab Root CA")
+        inspection = LabCA.create("Contoso Web Inspection CA")
+        certificates: dict[str, dict[str, LabCertificate]] = {}
+        inspected: dict[str, LabCertificate] = {}
+        for host in hosts:
+            kinds: dict[str, LabCertificate] = {}
+            if "gateway" in host.roles or host.transport == "https":
+                kinds["server"] = LabCertificate.from_pem(ca.issue_server([host.name])[0])
+            if "gateway" in host.roles:
+                kinds["other"] = LabCertificate.from_pem(ca.issue_server([host.name])[0])
+                inspected[host.name] = LabCertificate.from_pem(inspection.issue_server([host.name])[0])
+            if "session_host" in host.roles:
+                kinds["listener"] = (
+                    LabCertificate.from_pem(LabCA.create(host.name).cert_pem)
+                    if host.listener_certificate == "self-signed"
+                    else LabCertificate.from_pem(ca.issue_server([host.name])[0])
+                )
+            certificates[host.name] = kinds
+        return cls(ca, inspection, certificates, inspected)
 
 
-def _host_data(host: ScenarioHost, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """What host.ps1 prints: identity, OS, and the host's own clock (skewed if the scenario says so)."""
-    now = datetime.now(UTC) + timedelta(seconds=host.clock_skew_seconds)
-    iso = "%Y-%m-%dT%H:%M:%SZ"
-    short, _, domain = host.name.partition(".")
-    return {
-        "computer_name": short.upper(),
-        "domain": domain or "WORKGROUP",
-        "part_of_domain": bool(domain),
-        "os_caption": host.os["caption"],
-        "os_version": host.os["version"],
-        "os_build": host.os["build"],
-        "ps_version": "5.1.20348.2849",
-        "last_boot_utc": (now - timedelta(days=3, hours=4)).strftime(iso),
-        "utc_now": now.strftime(iso),
-    }
+def _thumbprint_of(ca: LabCA) -> str:
+    return LabCertificate.from_pem(ca.cert_pem).thumbprint
 
 
-PROBE_DATA = {"host": _host_data, "services": _services_data}
+def _running(host: ScenarioHost, service: str) -> bool:
+    return any(s["name"].lower() == service.lower() and s["state"] == "Running" for s in host.services)
 
 
-def responder(host: ScenarioHost):
+def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], pki: LabPKI) -> LabView:
+    """What ``host`` can resolve, reach and trust in this fleet."""
+    up = [h for h in hosts if h.fault != "down"]
+    open_ports = set()
+    for other in up:
+        if "gateway" in other.roles and _running(other, "TSGateway"):
+            open_ports.add((other.name, 443))
+        if "session_host" in other.roles and _running(other, "TermService"):
+            open_ports.add((other.name, 3389))
+    blocked = {(t.rpartition(":")[0], int(t.rpartition(":")[2])) for t in host.blocked}
+    trusted = [_thumbprint_of(pki.ca)]
+    if host.ssl_inspection == "trusted":
+        trusted.append(_thumbprint_of(pki.inspection_ca))
+    gateway_chain = None
+    if host.gateway:
+        own = pki.certificates.get(host.gateway, {}).get("server")
+        gateway_chain = pki.inspected.get(host.gateway) if host.ssl_inspection != "none" else own
+    return LabView(
+        addresses={h.name: ["127.0.0.1"] for h in hosts if h.name not in host.unresolved},
+        open_ports=frozenset(open_ports - blocked),
+        certificates=pki.certificates.get(host.name, {}),
+        gateway_chain=gateway_chain,
+        trusted_roots=tuple(trusted),
+    )
+
+
+def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], InvocationResult]:
     """Answer each probe as the script would on this host; anything else as PowerShell would."""
 
     def respond(invocation: Invocation) -> InvocationResult:
@@ -170,15 +236,21 @@ def responder(host: ScenarioHost):
         if identity is None:
             return InvocationResult(errors=["The lab only runs collector probes (no identity marker found)."])
         name, version = identity
-        build = PROBE_DATA.get(name)
-        if build is None:
-            return InvocationResult(errors=[f"lab host {host.name} has no data for probe {name}"])
-        envelope = {
-            "probe": name,
-            "version": version,
-            "data": build(host, invocation.parameters),
-            "errors": [],
-        }
+        if name not in contract.SCHEMAS:
+            return InvocationResult(errors=[f"lab host {host.name} does not know probe {name}"])
+        data = emulate.answer(
+            name,
+            name=host.name,
+            roles=host.roles,
+            services=host.services,
+            os=host.os,
+            clock_skew_seconds=host.clock_skew_seconds,
+            facts=host.facts,
+            events=host.events,
+            parameters=invocation.parameters,
+            view=view,
+        )
+        envelope = {"probe": name, "version": version, "data": data, "errors": []}
         return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))])
 
     return respond
@@ -204,20 +276,23 @@ class LabFleet:
     servers: dict[str, WSManServer] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     ca_file: Path | None = None
+    pki: LabPKI | None = None
 
     def start(self) -> LabFleet:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        ca = LabCA.create("Collector Lab Root CA")
+        self.pki = LabPKI.create(self.hosts)
         self.ca_file = self.workdir / "lab-ca.pem"
-        self.ca_file.write_bytes(ca.cert_pem)
+        self.ca_file.write_bytes(self.pki.ca.cert_pem)
         try:
             for host in self.hosts:
                 if host.fault == "down":
                     self.ports[host.name] = free_port()
                     continue
-                tls = ca.issue_server([host.name]) if host.transport == "https" else None
+                tls = None
+                if host.transport == "https":
+                    tls = self.pki.ca.issue_server([host.name])
                 server = WSManServer(
-                    responder(host),
+                    responder(host, lab_view(host, self.hosts, self.pki)),
                     users={LAB_USER: self.password},
                     auth="basic" if host.auth == "basic" else "negotiate",
                     tls=tls,

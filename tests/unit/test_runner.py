@@ -30,14 +30,37 @@ def healthy_probe() -> ProbeResult:
     return ProbeResult("services", 1, {"services": services})
 
 
-def test_plan_passes_service_names_as_parameters() -> None:
-    calls = runner.plan(target("a"))
-    assert [(c.probe, c.parameters) for c in calls] == [
-        ("host", {}),
-        ("services", {"Names": ["TermService", "UmRdpService", "SessionEnv"]}),
+def test_plan_follows_roles_and_passes_inputs_as_parameters() -> None:
+    session_host = {c.probe: c.parameters for c in runner.plan(target("a"))}
+    assert list(session_host) == ["host", "services", "listeners", "rdp_config", "events"]
+    assert session_host["services"] == {"Names": ["TermService", "UmRdpService", "SessionEnv"]}
+    assert session_host["events"]["SinceHours"] == 24 and session_host["events"]["MaxEvents"] == 200
+    assert "Security=4625" in session_host["events"]["Queries"]
+
+    client = HostTarget(
+        name="c",
+        address="c",
+        roles=(Role.CLIENT,),
+        gateway="gw.example",
+        session_hosts=("sh1.example", "sh2.example"),
+    )
+    calls = {c.probe: c.parameters for c in runner.plan(client)}
+    assert list(calls) == ["host", "client", "network", "events"]
+    assert calls["client"] == {"GatewayName": "gw.example", "GatewayPort": 443}
+    assert calls["network"]["Targets"] == ["gw.example:443", "sh1.example:3389", "sh2.example:3389"]
+    assert calls["events"]["Queries"][0].startswith(
+        "Microsoft-Windows-TerminalServices-RDPClient/Operational="
+    )
+
+    gateway = HostTarget(name="g", address="g", roles=(Role.GATEWAY,), session_hosts=("sh1.example",))
+    assert [c.probe for c in runner.plan(gateway)] == [
+        "host",
+        "services",
+        "listeners",
+        "gateway",
+        "network",
+        "events",
     ]
-    client = runner.plan(HostTarget(name="c", address="c", roles=(Role.CLIENT,)))
-    assert [c.probe for c in client] == ["host"]
 
 
 def test_hung_host_times_out_while_others_complete() -> None:
@@ -87,7 +110,7 @@ def test_partial_facts_survive_a_timeout() -> None:
     [report] = runner.run_hosts([target("slow", deadline=0.3)], {}, collect=collect)
     release.set()
     assert "services" in report.facts.probes
-    assert "(1 of 2 probes had finished)" in report.facts.problems[0].reason
+    assert "(1 of 5 probes had finished)" in report.facts.problems[0].reason
 
 
 def test_concurrency_limit_is_respected() -> None:
