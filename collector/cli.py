@@ -114,12 +114,11 @@ def run_collection(
     quiet: bool,
     environ: dict[str, str] | None = None,
     inventory_label: str | None = None,
+    user_context: bool = False,
 ) -> int:
     """Collect, judge and report every host of ``inv``; returns the exit code."""
     try:
-        secrets_by_ref = credentials.resolve(
-            inv.credentials.values(), environ=environ, interactive=sys.stdin.isatty()
-        )
+        secrets_by_ref = credentials.resolve(inv.credentials.values(), environ=environ, interactive=sys.stdin.isatty())
     except credentials.CredentialError as exc:
         raise UsageError(str(exc)) from None
     passwords = {name: secrets_by_ref[ref] for name, ref in inv.credentials.items()}
@@ -147,7 +146,9 @@ def run_collection(
         display.host_done(host)
 
     try:
-        hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done)
+        hosts = run_hosts(
+            inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, user_context=user_context
+        )
     except KeyboardInterrupt:
         display.close()
         _err(
@@ -236,6 +237,12 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     target.add_argument("--ca-file", help="CA bundle that issued the hosts' WinRM HTTPS certificates")
     _common_run_options(parser, "collect-output")
+    parser.add_argument(
+        "--user-context",
+        action="store_true",
+        help="also list the desktop user's saved RDP credentials on clients; this CHANGES the client: "
+        "a one-shot scheduled task runs cmdkey as the logged-on user and is removed afterwards",
+    )
     return parser
 
 
@@ -261,9 +268,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     elif args.host:
         inv = _single_host_inventory(args)
     else:
-        raise UsageError(
-            "nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)"
-        )
+        raise UsageError("nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)")
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     return run_collection(
@@ -272,6 +277,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         concurrency=args.concurrency,
         fail_on=Severity(args.fail_on),
         quiet=args.quiet,
+        user_context=args.user_context,
     )
 
 
@@ -299,6 +305,7 @@ def cmd_demo(argv: Sequence[str]) -> int:
             quiet=args.quiet,
             environ={PASSWORD_ENV: password},
             inventory_label="built-in lab fleet (collect demo)",
+            user_context=True,  # the lab's clients are simulated: show the opt-in probe too
         )
 
 
@@ -320,9 +327,7 @@ def cmd_lab(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     password = os.environ.get(PASSWORD_ENV)
     if not password:
-        raise UsageError(
-            f"set {PASSWORD_ENV} to the password the lab should accept, then run collect lab again"
-        )
+        raise UsageError(f"set {PASSWORD_ENV} to the password the lab should accept, then run collect lab again")
     try:
         hosts = load_scenario(args.scenario)
     except (OSError, ScenarioError) as exc:
@@ -353,9 +358,7 @@ def cmd_render(argv: Sequence[str]) -> int:
 
     from collector.model import run_from_dict
 
-    parser = argparse.ArgumentParser(
-        prog="collect render", description="Re-render a run from its results.json."
-    )
+    parser = argparse.ArgumentParser(prog="collect render", description="Re-render a run from its results.json.")
     parser.add_argument("results", type=Path)
     parser.add_argument("--output", "-o", type=Path, help="destination folder (default: beside results.json)")
     args = parser.parse_args(argv)

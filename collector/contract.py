@@ -266,6 +266,16 @@ class EventsData(_Strict):
     logs: list[EventLog]
 
 
+class UserCredentials(_Strict):
+    account: str
+    targets: list[str]  # cmdkey target names (TERMSRV/..., RDG...); never a secret
+    error: str | None
+
+
+class UserCredentialsData(_Strict):
+    users: list[UserCredentials]
+
+
 SCHEMAS: dict[str, tuple[int, type[_Strict]]] = {
     "client": (1, ClientData),
     "events": (1, EventsData),
@@ -275,7 +285,11 @@ SCHEMAS: dict[str, tuple[int, type[_Strict]]] = {
     "network": (1, NetworkData),
     "rdp_config": (1, RdpConfigData),
     "services": (1, ServicesData),
+    "user_credentials": (1, UserCredentialsData),
 }
+
+# Probes that change the host: run only on an explicit opt-in, and linted as such.
+OPT_IN_PROBES = {"user_credentials": "--user-context"}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -298,9 +312,7 @@ def validate_data(probe: str, data: Any) -> dict[str, Any]:
         raise ContractError(probe, _field(("data", *err["loc"])), f"{err['msg']}{more}") from None
 
 
-def parse_output(
-    probe: str, output: list[Any], duration_s: float = 0.0, received_utc: str = ""
-) -> ProbeResult:
+def parse_output(probe: str, output: list[Any], duration_s: float = 0.0, received_utc: str = "") -> ProbeResult:
     """Parse what a probe printed: exactly one JSON envelope for the probe that was run."""
     texts = [o for o in output if isinstance(o, str) and o.strip()]
     if len(texts) != 1 or len(texts) != len([o for o in output if o is not None]):

@@ -138,9 +138,7 @@ def _check_duplicates(node: yaml.Node, file: str, path: str, problems: list[Prob
             key = str(key_node.value)
             line = key_node.start_mark.line + 1
             if key in seen:
-                problems.append(
-                    Problem(file, line, _join(path, key), f"duplicate key (first set on line {seen[key]})")
-                )
+                problems.append(Problem(file, line, _join(path, key), f"duplicate key (first set on line {seen[key]})"))
             seen.setdefault(key, line)
             _check_duplicates(value_node, file, _join(path, key), problems)
     elif isinstance(node, yaml.SequenceNode):
@@ -228,9 +226,7 @@ def from_document(data: Any, file: str, root: yaml.Node | None = None) -> Invent
     if data is None:
         raise InventoryError([Problem(file, 1, "", "is empty; it needs at least a 'hosts:' list")])
     if not isinstance(data, dict):
-        raise InventoryError(
-            [Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")]
-        )
+        raise InventoryError([Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")])
 
     problems: list[Problem] = []
     if root is not None:
@@ -326,9 +322,7 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
             )
         ca_file = s.get("ca_file", "")
         if ca_file and not Path(ca_file).expanduser().is_file():
-            problem(
-                (*loc, "ca_file") if host.ca_file else ("defaults", "ca_file"), f"no such file: {ca_file}"
-            )
+            problem((*loc, "ca_file") if host.ca_file else ("defaults", "ca_file"), f"no such file: {ca_file}")
 
         sources = [k for k in ("password_env", "password_keyring") if s.get(k)]
         if s.get("password_prompt"):

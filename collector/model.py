@@ -113,6 +113,7 @@ class HostFacts:
     target: HostTarget
     probes: Mapping[str, ProbeResult] = field(default_factory=dict)
     problems: Sequence[CollectionProblem] = ()
+    planned: Sequence[str] = ()  # the probes the runner meant to run for this host's roles
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
@@ -223,6 +224,7 @@ def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
             CollectionProblem(kind=CollectionFailure(p["kind"]), reason=p["reason"], probe=p.get("probe", ""))
             for p in d.get("problems", ())
         ),
+        planned=tuple(d.get("planned", ())),
         started=d.get("started", ""),
         finished=d.get("finished", ""),
         duration_s=d.get("duration_s", 0.0),
@@ -256,9 +258,7 @@ def run_from_dict(d: Mapping[str, Any]) -> RunReport:
         workstation=d["workstation"],
         inventory=d["inventory"],
         hosts=tuple(
-            HostReport(
-                facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"])
-            )
+            HostReport(facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"]))
             for h in d["hosts"]
         ),
     )

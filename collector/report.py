@@ -82,9 +82,7 @@ def render_host(report: HostReport, run: dict[str, Any]) -> str:
 
 def render_index(run_report: RunReport) -> str:
     return (
-        environment()
-        .get_template("index.html.j2")
-        .render(run=run_report, host_filename=host_filename, Status=Status)
+        environment().get_template("index.html.j2").render(run=run_report, host_filename=host_filename, Status=Status)
     )
 
 

@@ -41,9 +41,7 @@ class ProbeCall:
 
 
 EVENT_QUERIES = {
-    Role.CLIENT: (
-        "Microsoft-Windows-TerminalServices-RDPClient/Operational=1024,1025,1026,1027,1029,1102,1103,1105",
-    ),
+    Role.CLIENT: ("Microsoft-Windows-TerminalServices-RDPClient/Operational=1024,1025,1026,1027,1029,1102,1103,1105",),
     Role.GATEWAY: (
         "Microsoft-Windows-TerminalServices-Gateway/Operational="
         "100,102,103,200,201,300,301,302,303,304,305,306,307,312,313",
@@ -60,8 +58,12 @@ EVENT_WINDOW_HOURS = 24
 EVENT_MAX_PER_LOG = 200
 
 
-def plan(target: HostTarget) -> list[ProbeCall]:
-    """The probes a host's roles need (pure; the parameters are data, never script text)."""
+def plan(target: HostTarget, *, user_context: bool = False) -> list[ProbeCall]:
+    """The probes a host's roles need (pure; the parameters are data, never script text).
+
+    ``user_context`` adds the one probe that changes a host (a one-shot scheduled task that
+    lists the desktop user's saved credentials); it is never on by default.
+    """
     roles = set(target.roles)
     calls = [ProbeCall("host", {})]  # every host: who it is, and proof the session works
     if roles & {Role.SESSION_HOST, Role.GATEWAY}:
@@ -73,16 +75,14 @@ def plan(target: HostTarget) -> list[ProbeCall]:
         calls.append(ProbeCall("gateway", {}))
     if Role.CLIENT in roles:
         calls.append(ProbeCall("client", {"GatewayName": target.gateway, "GatewayPort": 443}))
-    targets = ([f"{target.gateway}:443"] if target.gateway else []) + [
-        f"{s}:3389" for s in target.session_hosts
-    ]
+        if user_context:
+            calls.append(ProbeCall("user_credentials", {"TimeoutSeconds": 30}))
+    targets = ([f"{target.gateway}:443"] if target.gateway else []) + [f"{s}:3389" for s in target.session_hosts]
     if targets:
         calls.append(ProbeCall("network", {"Targets": targets, "TimeoutMs": 3000}))
     queries = [q for role in target.roles for q in EVENT_QUERIES[role]]
     calls.append(
-        ProbeCall(
-            "events", {"Queries": queries, "SinceHours": EVENT_WINDOW_HOURS, "MaxEvents": EVENT_MAX_PER_LOG}
-        )
+        ProbeCall("events", {"Queries": queries, "SinceHours": EVENT_WINDOW_HOURS, "MaxEvents": EVENT_MAX_PER_LOG})
     )
     return calls
 
@@ -112,11 +112,13 @@ class _Progress:
             return dict(self._probes), list(self._problems)
 
 
-def collect_host(target: HostTarget, password: Secret | None, progress: _Progress | None = None) -> HostFacts:
+def collect_host(
+    target: HostTarget, password: Secret | None, progress: _Progress | None = None, *, user_context: bool = False
+) -> HostFacts:
     """Open one session, run the host's probes in it, validate each output. Never raises."""
     progress = progress or _Progress()
     started, t0 = utc_now(), time.monotonic()
-    calls = plan(target)
+    calls = plan(target, user_context=user_context)
     if calls:
         try:
             with HostSession(target, password) as session:
@@ -132,9 +134,7 @@ def collect_host(target: HostTarget, password: Secret | None, progress: _Progres
                         reason = str(exc)
                         if out.errors:
                             reason += f"; the host reported: {out.errors[0][:300]}"
-                        progress.add_problem(
-                            CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe)
-                        )
+                        progress.add_problem(CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe))
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
     probes, problems = progress.snapshot()
@@ -142,6 +142,7 @@ def collect_host(target: HostTarget, password: Secret | None, progress: _Progres
         target=target,
         probes=probes,
         problems=tuple(problems),
+        planned=tuple(c.probe for c in calls),
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),
@@ -161,6 +162,7 @@ def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float)
         target=target,
         probes=probes,
         problems=tuple(problems),
+        planned=tuple(c.probe for c in plan(target)),
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),
@@ -183,7 +185,8 @@ def run_hosts(
     concurrency: int = DEFAULT_CONCURRENCY,
     on_host_done: Callable[[HostReport], None] = lambda report: None,
     on_host_start: Callable[[HostTarget], None] = lambda target: None,
-    collect: Callable[[HostTarget, Secret | None, _Progress], HostFacts] = collect_host,
+    collect: Callable[..., HostFacts] = collect_host,
+    user_context: bool = False,
 ) -> list[HostReport]:
     """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept."""
     done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
@@ -197,7 +200,11 @@ def run_hosts(
         on_host_done(report)
 
     def worker(target: HostTarget, progress: _Progress) -> None:
-        facts = collect(target, passwords.get(target.name), progress)
+        facts = (
+            collect(target, passwords.get(target.name), progress, user_context=True)
+            if user_context
+            else collect(target, passwords.get(target.name), progress)
+        )
         done.put((target.name, facts))
 
     while pending or in_flight:

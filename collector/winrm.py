@@ -97,22 +97,16 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
     if isinstance(exc, requests.exceptions.ConnectionError):
         text = str(exc)
         if "Name or service not known" in text or "NameResolutionError" in text or "getaddrinfo" in text:
-            return CollectionError(
-                CollectionFailure.UNREACHABLE, f"the name {target.address} does not resolve"
-            )
+            return CollectionError(CollectionFailure.UNREACHABLE, f"the name {target.address} does not resolve")
         if "refused" in text.lower():
             return CollectionError(
                 CollectionFailure.UNREACHABLE,
                 f"connection refused by {where}: WinRM is not listening there "
                 "(Enable-PSRemoting or 'winrm quickconfig' on the host) or a firewall rejects it",
             )
-        return CollectionError(
-            CollectionFailure.UNREACHABLE, f"cannot connect to {where}: {_first_line(exc)}"
-        )
+        return CollectionError(CollectionFailure.UNREACHABLE, f"cannot connect to {where}: {_first_line(exc)}")
     if isinstance(exc, WSManFaultError):
-        kind, hint = _FAULT_HINTS.get(
-            exc.code, (CollectionFailure.UNREACHABLE, "WinRM answered with a fault")
-        )
+        kind, hint = _FAULT_HINTS.get(exc.code, (CollectionFailure.UNREACHABLE, "WinRM answered with a fault"))
         detail = (exc.reason or "").strip()
         return CollectionError(kind, f"{hint} (WS-Management fault {exc.code}: {detail})")
     if isinstance(exc, WinRMTransportError):
@@ -122,9 +116,7 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
             f"{_first_line(exc.response_text or '')[:200]}",
         )
     if isinstance(exc, ET.ParseError):
-        return CollectionError(
-            CollectionFailure.BAD_OUTPUT, f"{where} sent a response that is not XML ({exc})"
-        )
+        return CollectionError(CollectionFailure.BAD_OUTPUT, f"{where} sent a response that is not XML ({exc})")
     if isinstance(exc, InvalidPSRPOperation):
         return CollectionError(
             CollectionFailure.BAD_OUTPUT, f"the PowerShell runspace on the host is broken: {_first_line(exc)}"

@@ -52,5 +52,10 @@ def host_probe(
         "ps_version": "5.1.20348.2849",
         "last_boot_utc": "2025-12-29T00:00:00Z",
         "utc_now": host_utc,
+        "secure_channel": True,
+        "schannel": [],
+        "strong_crypto": 1,
+        "credssp_oracle": None,
+        "pending_reboot": [],
     }
     return ProbeResult("host", 1, data, duration_s=duration_s, received_utc=received_utc)

@@ -39,6 +39,7 @@ class Check:
     remediation: str
     references: tuple[str, ...]
     evaluate: Callable[[HostFacts], Verdict]
+    unknown_hint: str = ""  # what to do when the facts were not collected (e.g. an opt-in flag)
 
     def applies_to(self, roles: Sequence[Role]) -> bool:
         return bool(self.roles.intersection(roles))
@@ -112,21 +113,33 @@ def _missing_reason(facts: HostFacts, needs: Sequence[str]) -> str | None:
     return None
 
 
+def _not_applicable(facts: HostFacts, needs: Sequence[str]) -> bool:
+    """A probe the plan left out for this host (no targets to test, say) makes its checks moot;
+    an opt-in probe left out still reports unknown, so the report says how to get the answer."""
+    from collector.contract import OPT_IN_PROBES
+
+    if not facts.planned:
+        return False
+    return any(p not in facts.planned and p not in OPT_IN_PROBES for p in needs)
+
+
 def catalogue() -> tuple[Check, ...]:
     """Every check, in report order."""
-    from collector.checks import host, services
+    from collector.checks import client, gateway, host, network, rdp, services
 
-    return host.CHECKS + services.CHECKS
+    return host.CHECKS + network.CHECKS + services.CHECKS + rdp.CHECKS + gateway.CHECKS + client.CHECKS
 
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """All results for one host: collection problems first, then each applicable check."""
     results = _collection_results(facts)
     for check in checks if checks is not None else catalogue():
-        if not check.applies_to(facts.target.roles):
+        if not check.applies_to(facts.target.roles) or _not_applicable(facts, check.needs):
             continue
         reason = _missing_reason(facts, check.needs)
         if reason is not None:
+            if check.unknown_hint and not any(not p.probe for p in facts.problems):
+                reason = f"{reason}; {check.unknown_hint}"
             verdict = Verdict(
                 Status.UNKNOWN,
                 check.title,

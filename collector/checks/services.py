@@ -38,9 +38,7 @@ def _judge(facts: HostFacts, required: Sequence[str], optional: Sequence[str], r
     """Fail when a required service is not running; warn on optional ones and on Disabled."""
     services = _by_name(facts)
     vantage = f"{facts.target.name} (WinRM probe services)"
-    evidence = tuple(
-        Evidence(name, _describe(services.get(name.lower())), vantage) for name in (*required, *optional)
-    )
+    evidence = tuple(Evidence(name, _describe(services.get(name.lower())), vantage) for name in (*required, *optional))
     errors = facts.probes["services"].errors
     if errors and not services:
         detail = "; ".join(f"{e.step}: {e.message}" for e in errors)
@@ -62,9 +60,7 @@ def _judge(facts: HostFacts, required: Sequence[str], optional: Sequence[str], r
     if down:
         return Verdict(Status.FAIL, f"{', '.join(down)} not running on the {role_name}", evidence)
     optional_down = [n for n in optional if present(n) and not running(n)]
-    disabled = [
-        n for n in (*required, *optional) if present(n) and services[n.lower()]["start_mode"] == "Disabled"
-    ]
+    disabled = [n for n in (*required, *optional) if present(n) and services[n.lower()]["start_mode"] == "Disabled"]
     if optional_down or disabled:
         parts = []
         if optional_down:
@@ -76,9 +72,7 @@ def _judge(facts: HostFacts, required: Sequence[str], optional: Sequence[str], r
 
 
 def rdp_service_stopped(facts: HostFacts) -> Verdict:
-    return _judge(
-        facts, required=("TermService",), optional=("UmRdpService", "SessionEnv"), role_name="session host"
-    )
+    return _judge(facts, required=("TermService",), optional=("UmRdpService", "SessionEnv"), role_name="session host")
 
 
 def rdg_service_stopped(facts: HostFacts) -> Verdict:

@@ -191,12 +191,12 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
             "gateway_tls": None,
             "trusted_roots": [],
         }
+    if probe == "user_credentials":
+        return {"users": [{"account": f"LAB\\{short.lower()}-user", "targets": [], "error": None}]}
     raise KeyError(probe)
 
 
-def _listener(
-    protocol: str, address: str, port: int, pid: int, process: str, services: list[str]
-) -> dict[str, Any]:
+def _listener(protocol: str, address: str, port: int, pid: int, process: str, services: list[str]) -> dict[str, Any]:
     return {
         "protocol": protocol,
         "local_address": address,
@@ -293,9 +293,7 @@ def _services(installed: Sequence[Mapping[str, Any]], parameters: Mapping[str, A
         names = [names]
     by_name = {s["name"].lower(): dict(s) for s in installed}
     absent = dict.fromkeys(("display_name", "state", "start_mode", "account", "process_id"))
-    return {
-        "services": [by_name.get(str(n).lower(), {"name": str(n), "present": False, **absent}) for n in names]
-    }
+    return {"services": [by_name.get(str(n).lower(), {"name": str(n), "present": False, **absent}) for n in names]}
 
 
 def _network(parameters: Mapping[str, Any], view: LabView) -> dict[str, Any]:
@@ -305,17 +303,13 @@ def _network(parameters: Mapping[str, Any], view: LabView) -> dict[str, Any]:
     dns = []
     for host in dict.fromkeys(h for h, _ in pairs):
         addresses = list(view.addresses.get(host, ()))
-        dns.append(
-            {"name": host, "addresses": addresses, "error": None if addresses else "No such host is known"}
-        )
+        dns.append({"name": host, "addresses": addresses, "error": None if addresses else "No such host is known"})
     tcp = []
     for host, port in pairs:
         resolved = bool(view.addresses.get(host))
         ok = resolved and (host, port) in view.open_ports
         error = None if ok else ("No such host is known" if not resolved else f"timed out after {timeout} ms")
-        tcp.append(
-            {"name": host, "port": port, "connected": ok, "elapsed_ms": 2 if ok else timeout, "error": error}
-        )
+        tcp.append({"name": host, "port": port, "connected": ok, "elapsed_ms": 2 if ok else timeout, "error": error})
     return {"dns": dns, "tcp": tcp, "winhttp": {"proxy": None, "bypass": None}}
 
 
@@ -352,18 +346,14 @@ def _client_tls(data: dict[str, Any], parameters: Mapping[str, Any], view: LabVi
     return data
 
 
-def _events(
-    events: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], now: datetime
-) -> dict[str, Any]:
+def _events(events: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     since_hours = int(parameters.get("SinceHours") or 24)
     max_events = int(parameters.get("MaxEvents") or 200)
     logs = []
     for query in [str(q) for q in parameters.get("Queries") or []]:
         log, _, ids_text = query.rpartition("=")
         ids = [int(i) for i in ids_text.split(",") if i]
-        matching = [
-            e for e in events if e["log"] == log and e["id"] in ids and e["minutes_ago"] <= since_hours * 60
-        ]
+        matching = [e for e in events if e["log"] == log and e["id"] in ids and e["minutes_ago"] <= since_hours * 60]
         matching.sort(key=lambda e: e["minutes_ago"])  # newest first, as Get-WinEvent returns
         logs.append(
             {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import inventory, runner, scripts
+from collector import checks, inventory, runner, scripts
 from collector.credentials import Secret
 from collector.lab.fleet import LAB_USER, PASSWORD_ENV, LabFleet, ScenarioHost, load_scenario
 from collector.model import CollectionFailure, HostTarget, Status
@@ -61,25 +61,58 @@ def test_each_transport_collects_the_services_probe(
         assert [s["name"] for s in services] == runner.plan(target)[1].parameters["Names"]
 
 
+EXPECTED_PROBLEMS = {
+    "client01.lab.test": set(),
+    "gw01.lab.test": set(),
+    "rdsh01.lab.test": set(),
+    "rdsh02.lab.test": {"rdp.service-stopped", "rdp.not-listening"},
+    "rdsh03.lab.test": {"collect.unreachable"},
+    "rdsh04.lab.test": {"rdp.disabled", "rdp.not-listening"},
+    "rdsh05.lab.test": {"rdp.nla-disabled", "rdp.security-layer"},
+    "rdsh06.lab.test": {"rdp.firewall-closed"},
+    "client02.lab.test": {
+        "client.udp-disabled",
+        "client.rdg-trace",
+        "client.recent-disconnects",
+        "client.cached-credentials",
+    },
+    "client03.lab.test": {"net.proxy"},
+    "gw02.lab.test": {"rdg.cert-binding-mismatch"},
+}
+
+
 def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
+    """Each broken scenario yields its own problems, and the healthy trio none (no false alarm)."""
     passwords = dict.fromkeys(targets_by_name(lab_inventory), Secret(PASSWORD))
-    reports = {r.name: r for r in runner.run_hosts(lab_inventory.targets, passwords)}
-    status = {name: {c.id: c.status for c in r.checks} for name, r in reports.items()}
-    ok = {"host.time-skew": Status.PASS}
-    assert status["gw01.lab.test"] == {**ok, "rdg.service-stopped": Status.PASS}
-    assert status["rdsh01.lab.test"] == {**ok, "rdp.service-stopped": Status.PASS}
-    assert status["client01.lab.test"] == ok
-    assert status["rdsh02.lab.test"] == {**ok, "rdp.service-stopped": Status.FAIL}
-    assert status["rdsh03.lab.test"] == {
-        "collect.unreachable": Status.FAIL,
-        "host.time-skew": Status.UNKNOWN,
-        "rdp.service-stopped": Status.UNKNOWN,
-    }
+    reports = {r.name: r for r in runner.run_hosts(lab_inventory.targets, passwords, user_context=True)}
+    problems = {name: {c.id for c in r.checks if c.is_problem} for name, r in reports.items()}
+    assert problems == EXPECTED_PROBLEMS
+    for name in ("client01.lab.test", "gw01.lab.test", "rdsh01.lab.test"):
+        statuses = {c.id: c.status for c in reports[name].checks}
+        assert set(statuses.values()) == {Status.PASS}, (name, statuses)
+    unknown = {c.id for c in reports["rdsh03.lab.test"].checks if c.status is Status.UNKNOWN}
+    assert "rdp.service-stopped" in unknown and "host.time-skew" in unknown
+
     stopped = next(c for c in reports["rdsh02.lab.test"].checks if c.id == "rdp.service-stopped")
     assert stopped.title == "TermService not running on the session host"
     assert stopped.evidence[0].value.startswith("Stopped, start mode Disabled")
     refused = reports["rdsh03.lab.test"].checks[0].evidence[0].value
     assert "connection refused by 127.0.0.1:" in refused
+    disconnects = next(c for c in reports["client02.lab.test"].checks if c.id == "client.recent-disconnects")
+    assert disconnects.title == "3 failed connection(s) recorded, most often 0x904 (2308)"
+    creds = next(c for c in reports["client02.lab.test"].checks if c.id == "client.cached-credentials")
+    assert creds.evidence[0].value == "TERMSRV/rdsh01.lab.test, RDG:gw01.lab.test"
+    binding = next(c for c in reports["gw02.lab.test"].checks if c.id == "rdg.cert-binding-mismatch")
+    assert binding.title.startswith("HTTP.sys serves a different certificate on 0.0.0.0:443")
+
+
+def test_without_user_context_saved_credentials_are_unknown_and_say_why(lab_inventory: inventory.Inventory) -> None:
+    target = targets_by_name(lab_inventory)["client02.lab.test"]
+    facts = runner.collect_host(target, Secret(PASSWORD))
+    assert "user_credentials" not in facts.probes
+    [creds] = [c for c in checks.evaluate(facts) if c.id == "client.cached-credentials"]
+    assert creds.status is Status.UNKNOWN
+    assert "--user-context" in creds.evidence[0].value
 
 
 def test_wrong_password_is_auth_failed_and_never_echoed(lab_inventory: inventory.Inventory) -> None:
@@ -165,9 +198,7 @@ def test_host_that_stops_mid_fleet_is_unreachable(tmp_path: Path) -> None:
 # --- the command line, as a user runs it ------------------------------------------------------
 
 
-def run_collect(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess:
+def run_collect(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "collector.cli", *args],
         capture_output=True,
@@ -187,17 +218,22 @@ def test_collect_demo_end_to_end(tmp_path: Path) -> None:
     assert latest.is_symlink() and (latest / "index.html").is_file()
     assert f"Report: {out / latest.resolve().name / 'index.html'}" in result.stdout
     pages = sorted(p.name for p in (latest / "hosts").iterdir())
-    assert pages == [f"{h}.lab.test.html" for h in ("client01", "gw01", "rdsh01", "rdsh02", "rdsh03")]
+    assert pages == sorted(f"{name}.html" for name in EXPECTED_PROBLEMS)
     results = json.loads((latest / "results.json").read_text())
     failing = {
-        (h["facts"]["target"]["name"], c["id"])
-        for h in results["hosts"]
-        for c in h["checks"]
-        if c["status"] == "fail"
+        (h["facts"]["target"]["name"], c["id"]) for h in results["hosts"] for c in h["checks"] if c["status"] == "fail"
     }
-    assert failing == {("rdsh02.lab.test", "rdp.service-stopped"), ("rdsh03.lab.test", "collect.unreachable")}
+    assert failing == {
+        ("rdsh02.lab.test", "rdp.service-stopped"),
+        ("rdsh02.lab.test", "rdp.not-listening"),
+        ("rdsh03.lab.test", "collect.unreachable"),
+        ("rdsh04.lab.test", "rdp.disabled"),
+        ("rdsh04.lab.test", "rdp.not-listening"),
+        ("rdsh06.lab.test", "rdp.firewall-closed"),
+        ("gw02.lab.test", "rdg.cert-binding-mismatch"),
+    }
     summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith("collect: summary hosts=5 failing_hosts=2 not_collected=1 ")
+    assert summary.startswith("collect: summary hosts=11 failing_hosts=5 not_collected=1 ")
     assert "exit=1" in summary
     index = (latest / "index.html").read_text()
     assert "rdsh02.lab.test" in index and "rdp.service-stopped" in index
@@ -210,9 +246,7 @@ def test_collect_demo_end_to_end(tmp_path: Path) -> None:
     assert PASSWORD not in result.stdout + result.stderr
 
 
-def test_collect_single_host_and_render(
-    fleet: LabFleet, lab_inventory: inventory.Inventory, tmp_path: Path
-) -> None:
+def test_collect_single_host_and_render(fleet: LabFleet, lab_inventory: inventory.Inventory, tmp_path: Path) -> None:
     gw = targets_by_name(lab_inventory)["gw01.lab.test"]
     result = run_collect(
         "--host",
@@ -242,10 +276,9 @@ def test_collect_single_host_and_render(
     assert result.stdout == ""  # --quiet: nothing on stdout
     results = tmp_path / "one" / "latest" / "results.json"
     data = json.loads(results.read_text())
-    assert [c["id"] + ":" + c["status"] for c in data["hosts"][0]["checks"]] == [
-        "host.time-skew:pass",
-        "rdg.service-stopped:pass",
-    ]
+    statuses = {c["id"]: c["status"] for c in data["hosts"][0]["checks"]}
+    assert statuses["rdg.service-stopped"] == "pass" and statuses["rdg.cert-binding-mismatch"] == "pass"
+    assert set(statuses.values()) == {"pass"}
 
     rendered = run_collect("render", str(results), "--output", str(tmp_path / "again"))
     assert rendered.returncode == 0, rendered.stderr
@@ -268,8 +301,7 @@ def test_collect_single_host_and_render(
             "duplicate host",
         ),
         (
-            "defaults:\n  username: u\n  password: s3cr3t-value\n"
-            "hosts:\n  - {name: a.example, roles: [client]}\n",
+            "defaults:\n  username: u\n  password: s3cr3t-value\nhosts:\n  - {name: a.example, roles: [client]}\n",
             3,
             "plain password is not accepted",
         ),
@@ -344,7 +376,7 @@ def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
     )
     try:
         ready = lab.stdout.readline()
-        assert ready.startswith("lab ready: 5 hosts on 127.0.0.1; inventory ")
+        assert ready.startswith("lab ready: 11 hosts on 127.0.0.1; inventory ")
         result = run_collect(
             "--inventory",
             str(inv_path),
@@ -354,7 +386,7 @@ def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
             env={PASSWORD_ENV: PASSWORD},
         )
         assert result.returncode == 1, result.stderr
-        assert "failing_hosts=2 not_collected=1" in result.stderr
+        assert "failing_hosts=5 not_collected=1" in result.stderr
     finally:
         lab.terminate()
         out, err = lab.communicate(timeout=20)

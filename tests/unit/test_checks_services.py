@@ -94,9 +94,7 @@ def test_unknown_when_host_not_collected_never_pass() -> None:
 
 
 def test_unknown_when_the_probe_failed() -> None:
-    problem = CollectionProblem(
-        CollectionFailure.BAD_OUTPUT, "probe services: output is not JSON", "services"
-    )
+    problem = CollectionProblem(CollectionFailure.BAD_OUTPUT, "probe services: output is not JSON", "services")
     [bad, svc] = checks.evaluate(facts(SH, None, problems=(problem,)), SERVICE_CHECKS)
     assert (bad.id, bad.evidence[0].label) == ("collect.bad-output", "probe services")
     assert svc.status is Status.UNKNOWN

@@ -140,10 +140,7 @@ def test_empty_and_non_mapping_documents() -> None:
 
 
 def test_two_password_sources_and_missing_username() -> None:
-    text = (
-        "defaults:\n  password_env: P\n  password_prompt: true\n"
-        "hosts:\n  - name: a.example\n    roles: [client]\n"
-    )
+    text = "defaults:\n  password_env: P\n  password_prompt: true\nhosts:\n  - name: a.example\n    roles: [client]\n"
     messages = [p.message for p in problems(text)]
     assert any("choose one password source" in m for m in messages)
     assert any("no username" in m for m in messages)

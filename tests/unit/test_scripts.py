@@ -28,7 +28,18 @@ WRITE_VERBS = re.compile(
     r"Register|Unregister|Add|Invoke|Suspend|Resume|Reset|Update)-",
     re.IGNORECASE,
 )
-ALLOWED = {"New-Object", "Add-ProbeError"}
+ALLOWED = {"New-Object", "Add-ProbeError", "Start-Sleep"}
+# The one probe that changes a host, only behind --user-context: a one-shot task it always removes.
+OPT_IN_WRITERS = {
+    "user_credentials": {
+        "New-ScheduledTaskAction",
+        "New-ScheduledTaskPrincipal",
+        "Register-ScheduledTask",
+        "Start-ScheduledTask",
+        "Unregister-ScheduledTask",
+        "Remove-Item",
+    }
+}
 
 
 def walk(node: Node):
@@ -38,9 +49,7 @@ def walk(node: Node):
 
 
 def code_of(name: str) -> str:
-    return "\n".join(
-        line for line in scripts.load(name).text.splitlines() if not line.lstrip().startswith("#")
-    )
+    return "\n".join(line for line in scripts.load(name).text.splitlines() if not line.lstrip().startswith("#"))
 
 
 def test_every_probe_has_a_schema_and_loads() -> None:
@@ -75,11 +84,15 @@ def test_probe_uses_powershell_51_syntax_only(name: str) -> None:
 def test_probe_is_read_only(name: str) -> None:
     source = scripts.load(name).text.encode()
     tree = PARSER.parse(source)
-    commands = {
-        source[n.start_byte : n.end_byte].decode() for n in walk(tree.root_node) if n.type == "command_name"
-    }
-    writers = sorted(c for c in commands if WRITE_VERBS.match(c) and c not in ALLOWED)
+    commands = {source[n.start_byte : n.end_byte].decode() for n in walk(tree.root_node) if n.type == "command_name"}
+    allowed = ALLOWED | OPT_IN_WRITERS.get(name, set())
+    writers = sorted(c for c in commands if WRITE_VERBS.match(c) and c not in allowed)
     assert writers == [], f"{name}.ps1 calls commands that change the host: {writers}"
+
+
+def test_only_opt_in_probes_change_hosts() -> None:
+    assert set(OPT_IN_WRITERS) == set(contract.OPT_IN_PROBES)
+    assert "CHANGES THE HOST" in scripts.load("user_credentials").text
 
 
 def test_lint_catches_what_it_claims() -> None:
@@ -87,9 +100,7 @@ def test_lint_catches_what_it_claims() -> None:
     assert PARSER.parse(b"$a = $b ?? 'x'\nGet-X && Get-Y\n").root_node.has_error
     src = b"Stop-Service -Name TermService\n"
     names = [
-        src[n.start_byte : n.end_byte].decode()
-        for n in walk(PARSER.parse(src).root_node)
-        if n.type == "command_name"
+        src[n.start_byte : n.end_byte].decode() for n in walk(PARSER.parse(src).root_node) if n.type == "command_name"
     ]
     assert names == ["Stop-Service"] and WRITE_VERBS.match(names[0])
 

@@ -1,0 +1,160 @@
+"""The RDP client's side: the article's fixes (UDP off, gateway tracing, cached credentials)
+and the disconnects the client itself recorded (RDPClient event 1026)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from collector.checks import Check, Verdict
+from collector.codes import USER_INITIATED, describe_disconnect
+from collector.model import Evidence, HostFacts, Role, Severity, Status
+
+RDPCLIENT_LOG = "Microsoft-Windows-TerminalServices-RDPClient/Operational"
+
+
+def _v(facts: HostFacts, probe: str) -> str:
+    return f"{facts.target.name} (WinRM probe {probe})"
+
+
+def udp_disabled(facts: HostFacts) -> Verdict:
+    data = facts.probes["client"].data
+    v = _v(facts, "client")
+    evidence = (
+        Evidence("fClientDisableUDP (policy)", str(data["disable_udp_policy"]), v),
+        Evidence("DisableUDPTransport", str(data["disable_udp_transport"]), v),
+        Evidence("RDGClientTransport", str(data["rdg_client_transport"]), v),
+    )
+    if data["disable_udp_policy"] == 1 or data["disable_udp_transport"] == 1:
+        return Verdict(Status.WARN, "UDP is turned off on this client: it connects over TCP only", evidence)
+    return Verdict(Status.PASS, "The client may use UDP", evidence)
+
+
+def rdg_trace(facts: HostFacts) -> Verdict:
+    users = facts.probes["client"].data["users"]
+    v = _v(facts, "client")
+    tracing = [u for u in users if u["rdg_trace"]]
+    evidence = []
+    for u in tracing:
+        who = u["account"] or u["sid"]
+        state = f"RDGClientTrace={u['rdg_trace']}, file {u['rdg_trace_file'] or '(default)'}"
+        state += ", found" if u["trace_exists"] else ", not written yet"
+        evidence.append(Evidence(f"tracing for {who}", state, v))
+        evidence += [Evidence(f"trace line ({who})", line, v) for line in u["trace_matches"]]
+    if not tracing:
+        return Verdict(
+            Status.PASS,
+            "RD Gateway client tracing is off",
+            (Evidence("logged-on users checked", str(len(users)), v),),
+        )
+    if any("0x904" in line for u in tracing for line in u["trace_matches"]):
+        return Verdict(Status.WARN, "The RD Gateway client trace records 0x904 failures", tuple(evidence))
+    return Verdict(Status.PASS, "RD Gateway client tracing is on and shows no 0x904", tuple(evidence))
+
+
+def recent_disconnects(facts: HostFacts) -> Verdict:
+    data = facts.probes["events"].data
+    v = _v(facts, "events")
+    events = [e for log in data["logs"] if log["log"] == RDPCLIENT_LOG for e in log["events"] if e["id"] == 1026]
+    reasons: Counter[int] = Counter()
+    for event in events:
+        value = event["data"].get("Value") or event["data"].get("Reason") or ""
+        if value.strip().lstrip("-").isdigit():
+            reasons[int(value)] += 1
+    failures = {code: n for code, n in reasons.items() if code not in USER_INITIATED}
+    evidence = tuple(
+        Evidence(f"1026 disconnects in {data['since_hours']} h", f"{n} x {describe_disconnect(code)}", v)
+        for code, n in reasons.most_common()
+    ) or (Evidence(f"1026 disconnects in {data['since_hours']} h", "none", v),)
+    if failures:
+        worst = max(failures, key=lambda c: failures[c])
+        return Verdict(
+            Status.WARN,
+            f"{sum(failures.values())} failed connection(s) recorded, most often "
+            f"{describe_disconnect(worst).split(':')[0]}",
+            evidence,
+        )
+    return Verdict(Status.PASS, "No failed connections recorded by the client", evidence)
+
+
+def cached_credentials(facts: HostFacts) -> Verdict:
+    users = facts.probes["user_credentials"].data["users"]
+    v = _v(facts, "user_credentials")
+    evidence = []
+    stale = 0
+    for user in users:
+        targets = [t for t in user["targets"] if t.upper().startswith("TERMSRV/") or "RDG" in t.upper()]
+        stale += len(targets)
+        evidence.append(Evidence(f"saved RDP credentials of {user['account']}", ", ".join(targets) or "none", v))
+    if stale:
+        return Verdict(Status.WARN, f"{stale} saved Remote Desktop credential(s) could be stale", tuple(evidence))
+    return Verdict(Status.PASS, "No saved Remote Desktop credentials", tuple(evidence))
+
+
+CL = frozenset({Role.CLIENT})
+CHECKS = (
+    Check(
+        id="client.udp-disabled",
+        title="The client may use UDP",
+        severity=Severity.INFO,
+        roles=CL,
+        needs=("client",),
+        remediation=(
+            "Informational: UDP off is the article's Fix 1 workaround (force TCP) for 0x904 / 0x7 caused by UDP "
+            "being dropped or inspected on the path. If it was set as a workaround, note where "
+            "(GPO: Computer Configuration > Administrative Templates > Windows Components > Remote Desktop "
+            "Services > Remote Desktop Connection Client > 'Turn off UDP on client'; registry "
+            "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client\\fClientDisableUDP) and fix "
+            "the path (UDP 3391 to the gateway, 3389 to hosts) so it can be removed."
+        ),
+        references=("article Fix 1: force TCP only", "fClientDisableUDP"),
+        evaluate=udp_disabled,
+    ),
+    Check(
+        id="client.rdg-trace",
+        title="RD Gateway client tracing",
+        severity=Severity.INFO,
+        roles=CL,
+        needs=("client",),
+        remediation=(
+            "The article's tracing fix: for the user, HKCU\\Software\\Microsoft\\Terminal Server Client "
+            "RDGClientTrace (DWORD) = 0x15 and RDGClientTraceFile (String) = C:\\temp\\rdp_trace.txt; reproduce, "
+            "then search the file for 0x904 and 0x7 to see the HTTP status the gateway returned (400, 401, 403, "
+            "407 proxy, 502). Turn tracing off again afterwards."
+        ),
+        references=("article: Enable RDP Client Logging", "RDGClientTrace / RDGClientTraceFile"),
+        evaluate=rdg_trace,
+    ),
+    Check(
+        id="client.recent-disconnects",
+        title="Client-side connection failures (event 1026)",
+        severity=Severity.WARNING,
+        roles=CL,
+        needs=("events",),
+        remediation=(
+            "Decode a reason with: collect explain CODE. 2308 (0x904) with extended 0x7 means the server or "
+            "gateway denied the connection or it was lost early: check the gateway's events for this user "
+            "(201 CAP, 301 RAP, 304 unreachable) and the session host's (1149, 4625), then the certificate the "
+            "client sees for the gateway."
+        ),
+        references=("RDPClient/Operational 1026", "ImsTscAxEvents::OnDisconnected"),
+        evaluate=recent_disconnects,
+    ),
+    Check(
+        id="client.cached-credentials",
+        title="Saved Remote Desktop credentials",
+        severity=Severity.WARNING,
+        roles=CL,
+        needs=("user_credentials",),
+        remediation=(
+            "The article's Fix 4: Control Panel > Credential Manager > Windows Credentials: remove entries that "
+            "start with TERMSRV/ or RDG; or as the user: cmdkey /list, then cmdkey /delete:TERMSRV/server-name. "
+            "The next connection prompts for fresh credentials."
+        ),
+        references=("article Fix 4: clear RD Gateway credentials", "cmdkey /list"),
+        evaluate=cached_credentials,
+        unknown_hint=(
+            "saved credentials live in the desktop user's vault, which only that user can read: rerun with "
+            "--user-context to list them through a one-shot scheduled task as the logged-on user"
+        ),
+    ),
+)

@@ -1,0 +1,249 @@
+"""The session host's listener: enabled, listening, reachable through its firewall, and how it
+authenticates (DESIGN §4 'session host'; the article's netstat and NLA causes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from collector.checks import Check, Verdict
+from collector.model import Evidence, HostFacts, Role, Severity, Status
+
+SECURITY_LAYERS = {0: "RDP Security Layer (classic, no TLS)", 1: "Negotiate", 2: "SSL (TLS)"}
+
+
+def _effective(data: Mapping[str, Any], name: str) -> tuple[Any, str]:
+    """A setting's value where a Group Policy value wins over the local one, and which it was."""
+    policy = data.get(f"{name}_policy")
+    if policy is not None:
+        return policy, "Group Policy (HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services)"
+    return data.get(name), "local setting (HKLM\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server)"
+
+
+def _vantage(facts: HostFacts, probe: str) -> str:
+    return f"{facts.target.name} (WinRM probe {probe})"
+
+
+def rdp_disabled(facts: HostFacts) -> Verdict:
+    data = facts.probes["rdp_config"].data
+    value, source = _effective(data, "deny_ts_connections")
+    v = _vantage(facts, "rdp_config")
+    evidence = (
+        Evidence("fDenyTSConnections (local)", str(data["deny_ts_connections"]), v),
+        Evidence("fDenyTSConnections (policy)", str(data["deny_ts_connections_policy"]), v),
+    )
+    if value == 1:
+        return Verdict(Status.FAIL, f"Remote Desktop is turned off by the {source.split(' (')[0]}", evidence)
+    if value is None:
+        return Verdict(Status.UNKNOWN, "fDenyTSConnections could not be read", evidence)
+    return Verdict(Status.PASS, "Remote Desktop connections are allowed", evidence)
+
+
+def _rdp_port(facts: HostFacts) -> int:
+    listeners = facts.probes.get("listeners")
+    port = listeners.data.get("rdp_port") if listeners else None
+    if port is None and "rdp_config" in facts.probes:
+        port = facts.probes["rdp_config"].data.get("port_number")
+    return int(port or 3389)
+
+
+def rdp_not_listening(facts: HostFacts) -> Verdict:
+    data = facts.probes["listeners"].data
+    port = _rdp_port(facts)
+    v = _vantage(facts, "listeners")
+    tcp = [entry for entry in data["tcp"] if entry["port"] == port]
+    evidence = [
+        Evidence(
+            f"TCP {e['local_address']}:{e['port']}",
+            f"{e['process_name']} (PID {e['process_id']}, services {', '.join(e['services']) or 'none'})",
+            v,
+        )
+        for e in tcp
+    ]
+    evidence.append(Evidence("netstat -ano | findstr " + str(port), "; ".join(data["netstat_rdp"]) or "(no lines)", v))
+    if not tcp:
+        return Verdict(Status.FAIL, f"Nothing listens on TCP {port}", tuple(evidence))
+    owners = {s for e in tcp for s in e["services"]}
+    if "TermService" not in owners:
+        return Verdict(Status.WARN, f"TCP {port} is held by something other than TermService", tuple(evidence))
+    return Verdict(Status.PASS, f"TermService listens on TCP {port}", tuple(evidence))
+
+
+def rdp_firewall_closed(facts: HostFacts) -> Verdict:
+    rules = facts.probes["rdp_config"].data["firewall_rules"]
+    port = str(_rdp_port(facts))
+    v = _vantage(facts, "rdp_config")
+    evidence = tuple(
+        Evidence(
+            r["display_name"] or r["name"],
+            f"{'enabled' if r['enabled'] else 'DISABLED'}, {r['direction']}, "
+            f"{r['action']}, {r['protocol']} {','.join(r['local_ports'])}, profiles {r['profiles']}",
+            v,
+        )
+        for r in rules
+    )
+    if not rules:
+        return Verdict(
+            Status.WARN,
+            "No Remote Desktop firewall rules found on the host",
+            (
+                Evidence(
+                    "Remote Desktop rule group",
+                    "not present (a third-party firewall or GPO may manage it)",
+                    v,
+                ),
+            ),
+        )
+    open_tcp = [
+        r
+        for r in rules
+        if r["enabled"]
+        and r["direction"] == "Inbound"
+        and r["action"] == "Allow"
+        and r["protocol"] == "TCP"
+        and (port in r["local_ports"] or "Any" in r["local_ports"] or "RDP" in r["local_ports"])
+    ]
+    if not open_tcp:
+        return Verdict(Status.FAIL, f"Windows Firewall does not allow TCP {port} in", evidence)
+    return Verdict(Status.PASS, f"Windows Firewall allows TCP {port} in", evidence)
+
+
+def rdp_nla_disabled(facts: HostFacts) -> Verdict:
+    data = facts.probes["rdp_config"].data
+    value, source = _effective(data, "user_authentication")
+    general = data.get("general_setting")
+    if general is not None and data.get("user_authentication_policy") is None:
+        value = general["user_authentication_required"]
+    v = _vantage(facts, "rdp_config")
+    evidence = (Evidence("UserAuthentication (NLA)", f"{value} from the {source}", v),)
+    if value == 0:
+        return Verdict(Status.WARN, "Network Level Authentication is off", evidence)
+    if value is None:
+        return Verdict(Status.UNKNOWN, "The NLA setting could not be read", evidence)
+    return Verdict(Status.PASS, "Network Level Authentication is required", evidence)
+
+
+def rdp_security_layer(facts: HostFacts) -> Verdict:
+    data = facts.probes["rdp_config"].data
+    value, source = _effective(data, "security_layer")
+    general = data.get("general_setting")
+    if general is not None and data.get("security_layer_policy") is None:
+        value = general["security_layer"]
+    v = _vantage(facts, "rdp_config")
+    evidence = (Evidence("SecurityLayer", f"{value} = {SECURITY_LAYERS.get(value, 'unknown')} ({source})", v),)
+    if value == 0:
+        return Verdict(Status.FAIL, "Classic RDP security: no TLS, the server is not authenticated", evidence)
+    if value == 1:
+        return Verdict(
+            Status.WARN,
+            "Security layer is Negotiate: clients may fall back to classic RDP security",
+            evidence,
+        )
+    if value is None:
+        return Verdict(Status.UNKNOWN, "The security layer could not be read", evidence)
+    return Verdict(Status.PASS, "The listener requires TLS", evidence)
+
+
+def rdp_port_nondefault(facts: HostFacts) -> Verdict:
+    port = facts.probes["rdp_config"].data.get("port_number")
+    evidence = (Evidence("RDP-Tcp PortNumber", str(port), _vantage(facts, "rdp_config")),)
+    if port not in (None, 3389):
+        return Verdict(Status.WARN, f"RDP listens on port {port}, not 3389", evidence)
+    return Verdict(Status.PASS, "RDP uses the default port 3389", evidence)
+
+
+SH = frozenset({Role.SESSION_HOST})
+CHECKS = (
+    Check(
+        id="rdp.disabled",
+        title="Remote Desktop connections are allowed",
+        severity=Severity.CRITICAL,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "A policy value wins over the local one. If Group Policy sets it, change the GPO: Computer "
+            "Configuration > Administrative Templates > Windows Components > Remote Desktop Services > Remote "
+            "Desktop Session Host > Connections > 'Allow users to connect remotely by using Remote Desktop "
+            "Services' = Enabled, then gpupdate /force. Find the GPO with: gpresult /h gpresult.html.\n"
+            "Locally: System Properties > Remote > 'Allow remote connections to this computer', or\n"
+            "  Set-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server' -Name fDenyTSConnections "
+            "-Value 0"
+        ),
+        references=("mstsc extended 0x7: the server denied the connection", "fDenyTSConnections"),
+        evaluate=rdp_disabled,
+    ),
+    Check(
+        id="rdp.not-listening",
+        title="TermService listens on the RDP port",
+        severity=Severity.CRITICAL,
+        roles=SH,
+        needs=("listeners",),
+        remediation=(
+            "On the session host: netstat -ano | findstr 3389 (the article's check). Nothing listening: "
+            "start TermService (Get-Service TermService). A listener that fails to start logs "
+            "TerminalServices-RemoteConnectionManager events 1057/1058 (certificate) in the System log; "
+            'another process on the port shows in the PID column (tasklist /svc /fi "PID eq N").'
+        ),
+        references=("netstat -ano | findstr 3389", "System log TermService 1057, 1058"),
+        evaluate=rdp_not_listening,
+    ),
+    Check(
+        id="rdp.firewall-closed",
+        title="Windows Firewall allows the RDP port in",
+        severity=Severity.CRITICAL,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "Enable-NetFirewallRule -DisplayGroup 'Remote Desktop' (or the GPO that manages the firewall), "
+            "and check network firewalls between clients, the gateway and this host: from the gateway, "
+            "Test-NetConnection -ComputerName HOST -Port 3389."
+        ),
+        references=("Test-NetConnection -Port 3389", "Remote Desktop firewall group @FirewallAPI.dll,-28752"),
+        evaluate=rdp_firewall_closed,
+    ),
+    Check(
+        id="rdp.nla-disabled",
+        title="Network Level Authentication is required",
+        severity=Severity.WARNING,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "NLA authenticates the user before a session is created (CredSSP). Turn it on: System Properties > "
+            "Remote > 'Allow connections only from computers running Remote Desktop with Network Level "
+            "Authentication', or GPO 'Require user authentication for remote connections by using Network Level "
+            "Authentication'. Clients then need CredSSP and a reachable domain controller; a client that cannot "
+            "do NLA fails to connect instead of seeing the logon screen."
+        ),
+        references=("UserAuthentication", "Win32_TSGeneralSetting.UserAuthenticationRequired"),
+        evaluate=rdp_nla_disabled,
+    ),
+    Check(
+        id="rdp.security-layer",
+        title="The listener requires TLS",
+        severity=Severity.WARNING,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "Set the security layer to SSL (2): GPO 'Require use of specific security layer for remote (RDP) "
+            "connections' = SSL, or Set-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\"
+            "WinStations\\RDP-Tcp' -Name SecurityLayer -Value 2. The listener then needs a valid certificate "
+            "(Win32_TSGeneralSetting.SSLCertificateSHA1Hash)."
+        ),
+        references=("SecurityLayer 0/1/2", "MS-RDPBCGR RDP_NEG_REQ"),
+        evaluate=rdp_security_layer,
+    ),
+    Check(
+        id="rdp.port-nondefault",
+        title="RDP uses the default port",
+        severity=Severity.INFO,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "A non-default port must be open on every firewall on the path and named in clients' connections "
+            "(host:port) and the gateway's RAP (allowed ports). If that was not intended, set RDP-Tcp PortNumber "
+            "back to 3389 and restart TermService."
+        ),
+        references=("RDP-Tcp PortNumber",),
+        evaluate=rdp_port_nondefault,
+    ),
+)
