@@ -262,8 +262,10 @@ def answer(
         data = baseline(probe, name, roles)
         if probe == "client":
             data = _client_tls(data, parameters, view)
-    data = deep_merge(data, facts.get(probe, {}))
+    # Resolve before and after merging, so an override can change one field of a lab certificate
+    # or name a certificate kind of its own.
     data = resolve_certificates(data, view.certificates)
+    data = resolve_certificates(deep_merge(data, facts.get(probe, {})), view.certificates)
     return contract.validate_data(probe, data)
 
 
