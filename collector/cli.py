@@ -335,20 +335,22 @@ def cmd_lab(argv: Sequence[str]) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with (
-        tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp,
-        LabFleet(hosts, password, Path(tmp)) as fleet,
-    ):
+    with tempfile.TemporaryDirectory(prefix="collect-lab-") as tmp:
         try:
-            path = fleet.write_inventory(args.inventory_out)
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
-        print(
-            f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; try: collect --inventory {path}",
-            flush=True,
-        )
-        while not stop.wait(0.5):
-            pass
+            fleet = LabFleet(hosts, password, Path(tmp)).start()
+        except ScenarioError as exc:
+            raise UsageError(f"scenario {args.scenario or 'demo.yaml'}: {exc}") from None
+        with fleet:
+            try:
+                path = fleet.write_inventory(args.inventory_out)
+            except OSError as exc:
+                raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
+            print(
+                f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; try: collect --inventory {path}",
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                pass
     print("lab stopped", flush=True)
     return EXIT_OK
 

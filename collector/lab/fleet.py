@@ -228,6 +228,37 @@ def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], pki: LabPKI) -> 
     )
 
 
+def check_answers(host: ScenarioHost, view: LabView) -> None:
+    """Answer every probe the collector will ask this host for, once, before serving it: a
+    scenario whose data breaks a probe schema fails at start, naming host, probe and field."""
+    from collector.model import HostTarget, Role
+    from collector.runner import plan
+
+    target = HostTarget(
+        name=host.name,
+        address=host.name,
+        roles=tuple(Role(r) for r in host.roles),
+        gateway=host.gateway,
+        session_hosts=host.session_hosts,
+    )
+    for call in plan(target, user_context=True):
+        try:
+            emulate.answer(
+                call.probe,
+                name=host.name,
+                roles=host.roles,
+                services=host.services,
+                os=host.os,
+                clock_skew_seconds=host.clock_skew_seconds,
+                facts=host.facts,
+                events=host.events,
+                parameters=call.parameters,
+                view=view,
+            )
+        except (contract.ContractError, KeyError) as exc:
+            raise ScenarioError(f"host {host.name}: {exc}") from None
+
+
 def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], InvocationResult]:
     """Answer each probe as the script would on this host; anything else as PowerShell would."""
 
@@ -279,6 +310,9 @@ class LabFleet:
     pki: LabPKI | None = None
 
     def start(self) -> LabFleet:
+        """Make the PKI and start every host's server; a second call does nothing."""
+        if self.pki is not None:
+            return self
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = LabPKI.create(self.hosts)
         self.ca_file = self.workdir / "lab-ca.pem"
@@ -291,8 +325,10 @@ class LabFleet:
                 tls = None
                 if host.transport == "https":
                     tls = self.pki.ca.issue_server([host.name])
+                view = lab_view(host, self.hosts, self.pki)
+                check_answers(host, view)
                 server = WSManServer(
-                    responder(host, lab_view(host, self.hosts, self.pki)),
+                    responder(host, view),
                     users={LAB_USER: self.password},
                     auth="basic" if host.auth == "basic" else "negotiate",
                     tls=tls,

@@ -406,3 +406,30 @@ def test_collect_lab_without_password_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"set {PASSWORD_ENV}" in result.stderr and not list(tmp_path.iterdir())
+
+
+def test_scenario_that_breaks_a_probe_schema_fails_at_start(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(
+        "hosts:\n  - name: sh.lab.test\n    roles: [session_host]\n"
+        "    facts:\n      rdp_config: {port_number: 'three thousand'}\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "lab",
+            "--scenario",
+            str(scenario),
+            "--inventory-out",
+            str(tmp_path / "inv.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, PASSWORD_ENV: PASSWORD},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "host sh.lab.test: probe rdp_config: data.port_number:" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "inv.yaml").exists()
