@@ -8,6 +8,7 @@ is complete; ``latest`` moves last. An interrupted run leaves no half-written re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -51,8 +52,19 @@ def environment() -> jinja2.Environment:
 
 
 def sorted_checks(results: Iterable[CheckResult]) -> list[CheckResult]:
-    """Problems first: by status (fail, warn, unknown, pass), then severity, then id."""
-    return sorted(results, key=lambda c: (-c.status.rank, -c.severity.rank, c.id))
+    """Problems first: by status (fail, warn, unknown, pass), then severity, then catalogue order,
+    which runs from causes to symptoms (a stopped service before the port it leaves closed)."""
+    order = _catalogue_order()
+    return sorted(results, key=lambda c: (-c.status.rank, -c.severity.rank, order.get(c.id, len(order)), c.id))
+
+
+@functools.cache
+def _catalogue_order() -> dict[str, int]:
+    from collector.checks import catalogue
+
+    ids = ["collect.unreachable", "collect.auth-failed", "collect.timeout", "collect.bad-output"]
+    ids += [c.id for c in catalogue()]
+    return {check_id: i for i, check_id in enumerate(ids)}
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:

@@ -33,7 +33,8 @@ def rdp_disabled(facts: HostFacts) -> Verdict:
         Evidence("fDenyTSConnections (policy)", str(data["deny_ts_connections_policy"]), v),
     )
     if value == 1:
-        return Verdict(Status.FAIL, f"Remote Desktop is turned off by the {source.split(' (')[0]}", evidence)
+        by = "Group Policy" if source.startswith("Group Policy") else "the local setting"
+        return Verdict(Status.FAIL, f"Remote Desktop is turned off by {by}", evidence)
     if value is None:
         return Verdict(Status.UNKNOWN, "fDenyTSConnections could not be read", evidence)
     return Verdict(Status.PASS, "Remote Desktop connections are allowed", evidence)

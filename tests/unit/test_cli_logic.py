@@ -168,3 +168,9 @@ def test_display_on_a_terminal_uses_a_progress_bar() -> None:
     display.close()
     display.close()  # closing twice is harmless
     assert "h1.corp.example: pass" in "".join(term.parts)
+
+
+def test_causes_come_before_symptoms_among_equals() -> None:
+    mk = lambda i: CheckResult(i, Status.FAIL, Severity.CRITICAL, "t", "h")  # noqa: E731
+    ordered = report.sorted_checks([mk("rdp.not-listening"), mk("rdp.service-stopped"), mk("collect.timeout")])
+    assert [c.id for c in ordered] == ["collect.timeout", "rdp.service-stopped", "rdp.not-listening"]
