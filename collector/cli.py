@@ -7,6 +7,7 @@ Exit codes: 0 collection complete and nothing at or above --fail-on; 1 something
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import signal
@@ -19,7 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
-from collector import checks, credentials, inventory, report
+from collector import checks, credentials, history, inventory, metrics, report, runs
+from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.model import CheckResult, HostReport, RunReport, Severity, Status
 from collector.runner import DEFAULT_CONCURRENCY, run_hosts, utc_now
 
@@ -115,8 +117,14 @@ def run_collection(
     environ: dict[str, str] | None = None,
     inventory_label: str | None = None,
     user_context: bool = False,
+    keep: int | None = None,
+    metrics_file: Path | None = None,
 ) -> int:
     """Collect, judge and report every host of ``inv``; returns the exit code."""
+    if keep is not None and keep < 1:
+        raise UsageError("--keep must be at least 1")
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
     try:
         secrets_by_ref = credentials.resolve(inv.credentials.values(), environ=environ, interactive=sys.stdin.isatty())
     except credentials.CredentialError as exc:
@@ -127,6 +135,9 @@ def run_collection(
             _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
 
     started = utc_now()
+    previous, why_not = runs.previous_run(output) if output.is_dir() else (None, "no previous run")
+    if previous is None and why_not != "no previous run":
+        _err(f"warning: {why_not}; changes since the previous run are not shown")
     try:
         writer = report.RunWriter(output, report.new_run_id())
     except OSError as exc:
@@ -167,16 +178,29 @@ def run_collection(
         inventory=meta["inventory"],
         hosts=tuple(hosts),
     )
+    if previous is not None:
+        run = dataclasses.replace(run, changes=history.compare(previous, run))
     folder = writer.finish(run)
+    if metrics_file is not None:
+        try:
+            report.atomic_write(metrics_file, metrics.render(run))
+        except OSError as exc:
+            _err(f"warning: cannot write metrics to {metrics_file}: {exc.strerror or exc}")
+    if keep is not None:
+        removed = runs.prune(output, keep)
+        if removed and not quiet:
+            _err(f"removed {len(removed)} old run(s) (--keep {keep})")
     code = exit_code(hosts, fail_on)
     counts = run.counts()
     failing = sum(1 for h in hosts if h.worst is Status.FAIL)
     not_collected = sum(1 for h in hosts if not h.collected)
     if not quiet:
         print(f"Report: {(folder / 'index.html').resolve()}")
+    totals = run.changes.totals() if run.changes else {}
     _err(
         f"summary hosts={len(hosts)} failing_hosts={failing} not_collected={not_collected} "
         + " ".join(f"{k}={v}" for k, v in counts.items())
+        + "".join(f" {k}={v}" for k, v in totals.items())
         + f" exit={code} run={folder}"
     )
     return code
@@ -206,6 +230,13 @@ def _common_run_options(parser: argparse.ArgumentParser, default_output: str) ->
         help="exit 1 when a problem at or above this severity is found (default: critical)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress; errors and summary only")
+    parser.add_argument("--keep", type=int, metavar="N", help="keep the newest N run folders, delete older ones")
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        metavar="FILE",
+        help="also write Prometheus textfile metrics here (atomically), for node_exporter",
+    )
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -269,8 +300,6 @@ def cmd_run(argv: Sequence[str]) -> int:
         inv = _single_host_inventory(args)
     else:
         raise UsageError("nothing to collect: give --inventory FILE or --host NAME --role ROLE (or try: collect demo)")
-    if args.concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
     return run_collection(
         inv,
         output=args.output,
@@ -278,6 +307,8 @@ def cmd_run(argv: Sequence[str]) -> int:
         fail_on=Severity(args.fail_on),
         quiet=args.quiet,
         user_context=args.user_context,
+        keep=args.keep,
+        metrics_file=args.metrics,
     )
 
 
@@ -306,6 +337,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
             environ={PASSWORD_ENV: password},
             inventory_label="built-in lab fleet (collect demo)",
             user_context=True,  # the lab's clients are simulated: show the opt-in probe too
+            keep=args.keep,
+            metrics_file=args.metrics,
         )
 
 
@@ -407,6 +440,8 @@ def cmd_rules(argv: Sequence[str]) -> int:
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "check-tls": cmd_check_tls,
+    "check-rdp": cmd_check_rdp,
     "demo": cmd_demo,
     "lab": cmd_lab,
     "render": cmd_render,
@@ -414,8 +449,16 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 }
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        # A scheduler's stop (SIGTERM) ends a run the way Ctrl-C does: 'latest' keeps the last
+        # complete run and no half-written file is left behind.
+        signal.signal(signal.SIGTERM, _terminate)
     command = COMMANDS.get(args[0]) if args else None
     try:
         return command(args[1:]) if command else cmd_run(args)

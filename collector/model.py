@@ -101,6 +101,8 @@ class HostTarget:
     connect_timeout_s: float = 10.0
     operation_timeout_s: float = 60.0
     host_deadline_s: float = 120.0
+    spn_service: str = "HTTP"  # Kerberos asks for <spn_service>/<name>, as Invoke-Command does
+    delegate: bool = False  # forward a Kerberos TGT to the host (second hop); explicit opt-in
     gateway: str = ""
     session_hosts: tuple[str, ...] = ()
     group: str = ""
@@ -167,6 +169,38 @@ class HostReport:
 
 
 @dataclass(frozen=True)
+class HostChanges:
+    """Problem keys (``check id`` or ``check id @ endpoint``) per kind of change, sorted."""
+
+    host: str
+    new: tuple[str, ...] = ()
+    resolved: tuple[str, ...] = ()
+    still_failing: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.resolved)
+
+
+@dataclass(frozen=True)
+class RunChanges:
+    previous_run_id: str
+    hosts: tuple[HostChanges, ...]
+    hosts_added: tuple[str, ...] = ()
+    hosts_removed: tuple[str, ...] = ()
+
+    def for_host(self, name: str) -> HostChanges | None:
+        return next((h for h in self.hosts if h.host == name), None)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "new": sum(len(h.new) for h in self.hosts),
+            "resolved": sum(len(h.resolved) for h in self.hosts),
+            "still_failing": sum(len(h.still_failing) for h in self.hosts),
+        }
+
+
+@dataclass(frozen=True)
 class RunReport:
     run_id: str
     started: str
@@ -176,6 +210,7 @@ class RunReport:
     inventory: str
     hosts: Sequence[HostReport]
     schema_version: int = SCHEMA_VERSION
+    changes: RunChanges | None = None  # against the previous complete run, when there is one
 
     def counts(self) -> dict[str, int]:
         """Check results by status across the fleet."""
@@ -261,4 +296,22 @@ def run_from_dict(d: Mapping[str, Any]) -> RunReport:
             HostReport(facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"]))
             for h in d["hosts"]
         ),
+        changes=_changes_from_dict(d["changes"]) if d.get("changes") else None,
+    )
+
+
+def _changes_from_dict(d: Mapping[str, Any]) -> RunChanges:
+    return RunChanges(
+        previous_run_id=d["previous_run_id"],
+        hosts=tuple(
+            HostChanges(
+                host=h["host"],
+                new=tuple(h.get("new", ())),
+                resolved=tuple(h.get("resolved", ())),
+                still_failing=tuple(h.get("still_failing", ())),
+            )
+            for h in d.get("hosts", ())
+        ),
+        hosts_added=tuple(d.get("hosts_added", ())),
+        hosts_removed=tuple(d.get("hosts_removed", ())),
     )

@@ -1,0 +1,99 @@
+"""Night-to-night: what changed since the previous run, retention, and the metrics textfile."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from collector import history, metrics, report, runs
+from collector.model import CheckResult, HostReport, ProbeResult, Role, RunReport, Severity, Status
+from tests.builders import facts, service
+
+
+def host(name: str, *failing: str, passing: tuple[str, ...] = ()) -> HostReport:
+    f = facts((Role.SESSION_HOST,), [service("TermService")])
+    f = dataclasses.replace(f, target=dataclasses.replace(f.target, name=name))
+    checks = [CheckResult(i, Status.FAIL, Severity.CRITICAL, "t", name) for i in failing]
+    checks += [CheckResult(i, Status.PASS, Severity.CRITICAL, "t", name) for i in passing]
+    return HostReport(facts=f, checks=tuple(checks))
+
+
+def run(run_id: str, *hosts: HostReport) -> RunReport:
+    return RunReport(run_id, "2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z", "0.1.0", "ws", "inv.yaml", hosts)
+
+
+def test_compare_new_resolved_still_failing_and_membership() -> None:
+    before = run("r1", host("a", "rdp.disabled", "host.time-skew"), host("gone", "rdp.disabled"))
+    after = run("r2", host("a", "rdp.disabled", "rdp.firewall-closed", passing=("host.time-skew",)), host("b"))
+    changes = history.compare(before, after)
+    a = changes.for_host("a")
+    assert (a.new, a.resolved, a.still_failing) == (("rdp.firewall-closed",), ("host.time-skew",), ("rdp.disabled",))
+    assert changes.hosts_added == ("b",) and changes.hosts_removed == ("gone",)
+    assert changes.totals() == {"new": 1, "resolved": 1, "still_failing": 1}
+    assert changes.previous_run_id == "r1"
+
+
+def test_endpoint_is_part_of_a_problem() -> None:
+    mk = lambda ep: CheckResult("cert.expired", Status.FAIL, Severity.CRITICAL, "t", "a", endpoint=ep)  # noqa: E731
+    before = run("r1", dataclasses.replace(host("a"), checks=(mk("a:443"),)))
+    after = run("r2", dataclasses.replace(host("a"), checks=(mk("a:3389"),)))
+    a = history.compare(before, after).for_host("a")
+    assert a.new == ("cert.expired @ a:3389",) and a.resolved == ("cert.expired @ a:443",)
+
+
+def publish(output: Path, r: RunReport, run_id: str) -> Path:
+    writer = report.RunWriter(output, run_id)
+    return writer.finish(dataclasses.replace(r, run_id=writer.run_id))
+
+
+def test_previous_run_is_the_one_latest_names_and_round_trips(tmp_path: Path) -> None:
+    assert runs.previous_run(tmp_path) == (None, "no previous run")
+    publish(tmp_path, run("x", host("a", "rdp.disabled")), "20260101T000000Z")
+    previous, why = runs.previous_run(tmp_path)
+    assert why == "" and previous.run_id == "20260101T000000Z"
+    (tmp_path / "20260101T000000Z" / "results.json").write_text("{broken")
+    previous, why = runs.previous_run(tmp_path)
+    assert previous is None and "cannot be compared" in why
+
+
+def test_prune_keeps_newest_and_never_the_latest(tmp_path: Path) -> None:
+    for i in range(5):
+        publish(tmp_path, run("x", host("a")), f"2026010{i + 1}T000000Z")
+    (tmp_path / "notes").mkdir()  # not a run folder: never touched
+    # Point latest at an old run, as after a restore: it must survive pruning.
+    os.replace(tmp_path / "latest", tmp_path / "old-latest")
+    os.symlink("20260102T000000Z", tmp_path / "latest")
+    removed = runs.prune(tmp_path, keep=2)
+    assert removed == ["20260101T000000Z", "20260103T000000Z"]
+    remaining = sorted(p.name for p in tmp_path.iterdir() if runs.RUN_NAME.match(p.name))
+    assert remaining == ["20260102T000000Z", "20260104T000000Z", "20260105T000000Z"]
+    assert (tmp_path / "notes").is_dir()
+    with pytest.raises(ValueError, match="at least 1"):
+        runs.prune(tmp_path, keep=0)
+
+
+def test_metrics_text(tmp_path: Path) -> None:
+    a = host("a.corp.example", "rdp.disabled", passing=("host.time-skew",))
+    cert = {"subject": 'CN=gw "one"', "not_after": "2026-01-31T00:00:30Z"}
+    a = dataclasses.replace(
+        a,
+        facts=dataclasses.replace(
+            a.facts,
+            probes={**a.facts.probes, "gateway": ProbeResult("gateway", 1, {"certificate": cert})},
+            duration_s=1.25,
+        ),
+    )
+    text = metrics.render(run("r", a))
+    assert 'rdp_collector_checks{status="fail",severity="critical"} 1' in text
+    assert 'rdp_collector_checks{status="pass",severity="critical"} 1' in text
+    assert 'rdp_collector_host_problems{host="a.corp.example"} 1' in text
+    assert 'rdp_collector_collection_duration_seconds{host="a.corp.example"} 1.250' in text
+    assert (
+        'rdp_collector_certificate_expiry_days{host="a.corp.example",where="gateway",subject="CN=gw \\"one\\""} 30.0'
+        in text
+    )
+    assert "rdp_collector_run_duration_seconds 30.000" in text
+    assert text.endswith("\n") and all(line.startswith(("#", "rdp_collector_")) for line in text.splitlines())
