@@ -228,6 +228,21 @@ def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], pki: LabPKI) -> 
     )
 
 
+def _answer(host: ScenarioHost, view: LabView, probe: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    return emulate.answer(
+        probe,
+        name=host.name,
+        roles=host.roles,
+        services=host.services,
+        os=host.os,
+        clock_skew_seconds=host.clock_skew_seconds,
+        facts=host.facts,
+        events=host.events,
+        parameters=parameters,
+        view=view,
+    )
+
+
 def check_answers(host: ScenarioHost, view: LabView) -> None:
     """Answer every probe the collector will ask this host for, once, before serving it: a
     scenario whose data breaks a probe schema fails at start, naming host, probe and field."""
@@ -243,18 +258,7 @@ def check_answers(host: ScenarioHost, view: LabView) -> None:
     )
     for call in plan(target, user_context=True):
         try:
-            emulate.answer(
-                call.probe,
-                name=host.name,
-                roles=host.roles,
-                services=host.services,
-                os=host.os,
-                clock_skew_seconds=host.clock_skew_seconds,
-                facts=host.facts,
-                events=host.events,
-                parameters=call.parameters,
-                view=view,
-            )
+            _answer(host, view, call.probe, call.parameters)
         except (contract.ContractError, KeyError) as exc:
             raise ScenarioError(f"host {host.name}: {exc}") from None
 
@@ -269,18 +273,7 @@ def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], Invoc
         name, version = identity
         if name not in contract.SCHEMAS:
             return InvocationResult(errors=[f"lab host {host.name} does not know probe {name}"])
-        data = emulate.answer(
-            name,
-            name=host.name,
-            roles=host.roles,
-            services=host.services,
-            os=host.os,
-            clock_skew_seconds=host.clock_skew_seconds,
-            facts=host.facts,
-            events=host.events,
-            parameters=invocation.parameters,
-            view=view,
-        )
+        data = _answer(host, view, name, invocation.parameters)
         envelope = {"probe": name, "version": version, "data": data, "errors": []}
         return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))])
 
