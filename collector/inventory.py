@@ -8,6 +8,7 @@ is looking at the file, not at a Python path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class InventoryError(Exception):
 
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+_SERVICE_CLASS = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 
 
 class _Settings(BaseModel):
@@ -72,6 +74,18 @@ class _Settings(BaseModel):
     connect_timeout: PositiveSeconds | None = None
     operation_timeout: PositiveSeconds | None = None
     host_deadline: PositiveSeconds | None = None
+    spn_service: str | None = None
+    delegate: bool | None = None
+
+    @field_validator("spn_service")
+    @classmethod
+    def _service_class(cls, value: str | None) -> str | None:
+        if value is not None and not _SERVICE_CLASS.fullmatch(value):
+            raise ValueError(
+                f"must be a Kerberos service class such as HTTP, WSMAN or host (the part before the "
+                f"'/' of the SPN; the host part is always the host's name), not {value!r}"
+            )
+        return value
 
     @field_validator("password")
     @classmethod
@@ -264,6 +278,17 @@ def _merged(*layers: _Settings) -> dict[str, Any]:
     return merged
 
 
+def _set_at(
+    loc: tuple[str | int, ...], group_loc: tuple[str | int, ...], key: str, host: _Host, group: _Group | None
+) -> tuple[str | int, ...]:
+    """Where ``key`` was set for this host: the host, its group or the defaults (most specific first)."""
+    if getattr(host, key) is not None:
+        return (*loc, key)
+    if group is not None and getattr(group, key) is not None:
+        return (*group_loc, key)
+    return ("defaults", key)
+
+
 def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: list[Problem]) -> Inventory:
     entries = list(_hosts_with_loc(model))
     if not entries:
@@ -292,6 +317,7 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
     targets: list[HostTarget] = []
     credentials: dict[str, CredentialRef] = {}
     for host, group, loc in entries:
+        group_loc = loc[:2] if group else ()
         layers = [model.defaults] + ([group] if group else []) + [host]
         s = _merged(*layers)
         transport = s.get("transport", "https")
@@ -342,6 +368,19 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
             ref = CredentialRef(username, "none")
         if ref.source == "none" and auth in ("ntlm", "credssp", "basic"):
             problem(loc, f"auth {auth} needs a username and a password source (password_env, ...)")
+        if auth == "kerberos" and "\\" in username:
+            user = username.rpartition("\\")[2]
+            problem(
+                _set_at(loc, group_loc, "username", host, group),
+                f"Kerberos names an account user@REALM (e.g. {user}@CORP.EXAMPLE, the user principal "
+                f"name); {username!r} would be read as another principal. With auth negotiate a "
+                "DOMAIN\\user name is used for NTLM only",
+            )
+        if s.get("delegate") and auth not in ("kerberos", "negotiate"):
+            problem(
+                _set_at(loc, group_loc, "delegate", host, group),
+                f"delegate forwards a Kerberos ticket and needs auth kerberos or negotiate, not {auth}",
+            )
 
         targets.append(
             HostTarget(
@@ -358,6 +397,8 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
                 connect_timeout_s=s.get("connect_timeout", 10.0),
                 operation_timeout_s=s.get("operation_timeout", 60.0),
                 host_deadline_s=s.get("host_deadline", 120.0),
+                spn_service=s.get("spn_service", "HTTP"),
+                delegate=s.get("delegate", False),
                 gateway=host.gateway or "",
                 session_hosts=tuple(
                     dict.fromkeys(host.session_hosts + brokered.get(host.name.lower(), []))

@@ -5,11 +5,21 @@ is data on the wire and never becomes code. Every failure the client library can
 into a ``CollectionError`` whose reason an administrator can act on (and which never contains
 the password); the hard per-host deadline lives in the runner, because pypsrp retries a silent
 Receive several times before it gives up.
+
+Kerberos (``auth: kerberos``, and ``negotiate``, which tries it first) asks for the service
+principal ``<spn_service>/<name>``: the inventory *name*, never the address dialled, so a host
+reached by IP or through a DNS alias still authenticates as itself. The service defaults to
+``HTTP``, what PowerShell's own client (Invoke-Command) asks for; pypsrp's default would be
+``host``. Without a password the user's ticket cache (``KRB5CCNAME``, filled by ``kinit``) is
+used. Kerberos failures are named from MIT's error codes (KDC unreachable, clock skew, unknown
+principal, wrong password, expired ticket, no ticket) rather than from their English text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -17,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import spnego
 from pypsrp.exceptions import (
     AuthenticationError,
     InvalidPSRPOperation,
@@ -26,6 +37,7 @@ from pypsrp.exceptions import (
 )
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
+from spnego.exceptions import BadMechanismError, NoCredentialError, SpnegoError
 
 from collector.credentials import Secret
 from collector.model import CollectionFailure, HostTarget
@@ -40,6 +52,27 @@ _FAULT_HINTS = {
     ),
     2150858793: (CollectionFailure.TIMEOUT, "the WinRM operation timed out on the host"),
 }
+
+
+# MIT krb5 error codes (krb5_err.h, k5-int); GSSAPI minor codes carry the same values, unsigned.
+_KRB5_BASE = -1765328384
+KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN = _KRB5_BASE + 6
+KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN = _KRB5_BASE + 7
+KRB5KDC_ERR_ETYPE_NOSUPP = _KRB5_BASE + 14
+KRB5KDC_ERR_CLIENT_REVOKED = _KRB5_BASE + 18
+KRB5KDC_ERR_KEY_EXP = _KRB5_BASE + 23
+KRB5KDC_ERR_PREAUTH_FAILED = _KRB5_BASE + 24
+KRB5KRB_AP_ERR_BAD_INTEGRITY = _KRB5_BASE + 31
+KRB5KRB_AP_ERR_TKT_EXPIRED = _KRB5_BASE + 32
+KRB5KRB_AP_ERR_SKEW = _KRB5_BASE + 37
+KRB5_FCC_NOFILE = -1765328189
+KRB5_KDCREP_SKEW = -1765328236
+KRB5_REALM_UNKNOWN = -1765328230
+KRB5_KDC_UNREACH = -1765328228
+KRB5_CC_NOTFOUND = -1765328243
+# GSS-API major status routine errors (RFC 2744).
+_GSS_S_NO_CRED = 7 << 16
+_GSS_S_CREDENTIALS_EXPIRED = 11 << 16
 
 
 class CollectionError(Exception):
@@ -69,8 +102,27 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
     where = f"{target.address}:{target.port}"
     if isinstance(exc, CollectionError):
         return exc
+    if target.auth == "negotiate" and any(isinstance(e, BadMechanismError) for e in _chain(exc)):
+        # Negotiate could start no mechanism: Kerberos had no ticket and NTLM no password.
+        return CollectionError(
+            CollectionFailure.AUTH_FAILED,
+            f"negotiate could start neither Kerberos nor NTLM for {target.username or 'the current user'}: "
+            "NTLM needs a password source (password_env, password_keyring or password_prompt)",
+        )
+    kerberos = kerberos_failure(exc, target)
+    if kerberos is not None:
+        return kerberos
     if isinstance(exc, AuthenticationError):
         user = target.username or "the current ticket"
+        if target.auth == "kerberos":
+            spn = spn_of(target)
+            return CollectionError(
+                CollectionFailure.AUTH_FAILED,
+                f"{target.name} refused the Kerberos ticket of {user} for {spn} (HTTP 401): the SPN "
+                f"belongs to another account than the host's (check: setspn -Q {spn}; duplicates: "
+                "setspn -X), Kerberos is turned off in the WinRM service, or the account is not in the "
+                "host's Administrators or Remote Management Users group",
+            )
         return CollectionError(
             CollectionFailure.AUTH_FAILED,
             f"the host refused the credentials of {user} with {target.auth} auth (HTTP 401): wrong or "
@@ -121,9 +173,19 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
         return CollectionError(
             CollectionFailure.BAD_OUTPUT, f"the PowerShell runspace on the host is broken: {_first_line(exc)}"
         )
+    if isinstance(exc, ValueError) and "which is incompatible with the specified auth_provider" in str(exc):
+        offered = re.search(r"auth protocol '([^']+)'", str(exc))
+        return CollectionError(
+            CollectionFailure.AUTH_FAILED,
+            f"the WinRM service at {where} offers only {offered.group(1) if offered else 'another method'} "
+            f"auth, not {target.auth}: allow {target.auth} there (winrm/config/service/auth) or set auth "
+            "to negotiate, which uses Kerberos (account as user@REALM) or NTLM, whichever the host offers",
+        )
     if isinstance(exc, ImportError):
         return CollectionError(
-            CollectionFailure.AUTH_FAILED, f"auth {target.auth} needs an extra package: {_first_line(exc)}"
+            CollectionFailure.AUTH_FAILED,
+            f"auth {target.auth} needs an extra package ({_first_line(exc)}): for Kerberos, "
+            "pip install 'rdp-collector[kerberos]' (it builds against MIT Kerberos: libkrb5-dev and gcc)",
         )
     if isinstance(exc, (WinRMError, ValueError, KeyError, TypeError, AttributeError, OSError)):
         return CollectionError(
@@ -131,6 +193,153 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
             f"unexpected answer from {where}: {type(exc).__name__}: {_first_line(exc)[:200]}",
         )
     return CollectionError(CollectionFailure.BAD_OUTPUT, f"{type(exc).__name__}: {_first_line(exc)[:200]}")
+
+
+def spn_of(target: HostTarget) -> str:
+    """The service principal Kerberos asks the KDC for: service class and the inventory name."""
+    return f"{target.spn_service}/{target.name}"
+
+
+def _signed32(code: int) -> int:
+    return code - (1 << 32) if code >= (1 << 31) else code
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """Every exception behind ``exc``: causes, contexts and pyspnego's ``base_error`` (pure)."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or any(current is f for f in found):
+            continue
+        found.append(current)
+        todo += [getattr(current, "base_error", None), current.__cause__, current.__context__]
+    return found
+
+
+def _kerberos_codes(exc: BaseException) -> tuple[set[int], set[int], list[str]]:
+    """(krb5 codes, GSS major codes, messages) found along the chain of a Kerberos failure (pure)."""
+    codes: set[int] = set()
+    majors: set[int] = set()
+    texts: list[str] = []
+    for current in _chain(exc):
+        module = type(current).__module__.split(".")[0]
+        if module == "krb5":  # Krb5Error: "<message> <code>"
+            found = re.search(r"(-?\d+)\s*$", str(current))
+            if found:
+                codes.add(int(found.group(1)))
+            texts.append(re.sub(r"\s*-?\d+\s*$", "", str(current)))
+        elif module == "gssapi":  # GSSError: major and minor status
+            majors.add(int(getattr(current, "maj_code", 0) or 0) & 0xFFFF0000)
+            minor = int(getattr(current, "min_code", 0) or 0)
+            if minor:
+                codes.add(_signed32(minor))
+            texts.append(str(current))
+        elif isinstance(current, SpnegoError):
+            texts.append(str(current))
+    return codes, majors, texts
+
+
+def _is_kerberos(exc: BaseException) -> bool:
+    """Whether the client stack failed inside Kerberos/SPNEGO (rather than on the wire)."""
+    return any(
+        isinstance(e, SpnegoError) or type(e).__module__.split(".")[0] in ("krb5", "gssapi") for e in _chain(exc)
+    )
+
+
+def kerberos_failure(exc: BaseException, target: HostTarget) -> CollectionError | None:
+    """A Kerberos failure (from MIT krb5, GSSAPI or pyspnego) in words, or None if it is none (pure).
+
+    Codes decide, not text: MIT's messages are translated under some locales.
+    """
+    if not _is_kerberos(exc):
+        return None
+    codes, majors, texts = _kerberos_codes(exc)
+    text = " ".join(texts)
+    spn = spn_of(target)
+    who = target.username or "the ticket cache's principal"
+    of_who = f" of {target.username}" if target.username else ""
+    principal = target.username or "USER@REALM"
+    realm = re.search(r"realm ['\"]([^'\"]+)['\"]", text)
+    realm_name = f"realm {realm.group(1)}" if realm else "the account's realm"
+    cache = re.search(r"\((?:default cache|filename): ([^)]+)\)", text)
+    cache_name = f" ({cache.group(1)})" if cache else ""
+
+    def failed(reason: str) -> CollectionError:
+        return CollectionError(CollectionFailure.AUTH_FAILED, f"Kerberos: {reason}")
+
+    if KRB5_KDC_UNREACH in codes:
+        return failed(
+            f"no KDC of {realm_name} answered (KDC unreachable): the domain controllers are down or "
+            "TCP/UDP port 88 is blocked from this workstation, or krb5.conf names the wrong KDCs; "
+            f"'kinit {principal}' here fails the same way"
+        )
+    if KRB5_REALM_UNKNOWN in codes:
+        return failed(
+            f"no KDC is known for {realm_name}: add the realm under [realms] in krb5.conf, or set "
+            "dns_lookup_kdc = true where DNS has the domain's _kerberos._tcp SRV records"
+        )
+    if KRB5KRB_AP_ERR_SKEW in codes or KRB5_KDCREP_SKEW in codes:
+        return failed(
+            f"clock skew too great: this workstation's clock (as recorded in its ticket cache) and the "
+            f"KDC's, or {target.name}'s, differ by more than the 5 minutes Kerberos allows; synchronise "
+            "time (timedatectl or chronyc here, w32tm /resync on Windows), then kinit again"
+        )
+    if KRB5KDC_ERR_S_PRINCIPAL_UNKNOWN in codes:
+        return failed(
+            f"the KDC knows no service principal {spn} (principal unknown). The SPN is built from the "
+            f"inventory name {target.name}, not from the address {target.address}; check it with "
+            f"'setspn -Q {spn}'. A computer's HOST/ SPN also covers {target.spn_service}/ for its own "
+            "full name, so the name is usually a DNS alias or not the host's FQDN: use the FQDN as name, "
+            f"register the alias (setspn -S {spn} <computer>), or set spn_service"
+        )
+    if KRB5KDC_ERR_C_PRINCIPAL_UNKNOWN in codes:
+        return failed(
+            f"the KDC does not know the account {who} (client principal unknown): give it as "
+            "user@REALM, the user principal name with the realm in capitals (e.g. svc-rdpdiag@CORP.EXAMPLE)"
+        )
+    if KRB5KDC_ERR_PREAUTH_FAILED in codes or KRB5KRB_AP_ERR_BAD_INTEGRITY in codes:
+        return failed(
+            f"the KDC refused the password of {who} (pre-authentication failed): wrong password, or "
+            "one changed in the domain since it was stored"
+        )
+    if KRB5KDC_ERR_KEY_EXP in codes:
+        return failed(f"the password of {who} has expired: change it in the domain, then the stored one")
+    if KRB5KDC_ERR_CLIENT_REVOKED in codes:
+        return failed(f"the account {who} is disabled, locked out or expired in the domain")
+    if KRB5KRB_AP_ERR_TKT_EXPIRED in codes or _GSS_S_CREDENTIALS_EXPIRED in majors:
+        return failed(
+            f"the ticket{of_who} in the ticket cache{cache_name} has expired: run 'kinit {principal}' again "
+            f"(unattended: 'kinit -k -t KEYTAB {principal}' before each run) or give a password source"
+        )
+    if (
+        KRB5_FCC_NOFILE in codes
+        or KRB5_CC_NOTFOUND in codes
+        or _GSS_S_NO_CRED in majors
+        or any(isinstance(e, NoCredentialError) for e in _chain(exc))
+    ):
+        return failed(
+            f"no ticket{of_who} in the ticket cache{cache_name} and no password source: run "
+            f"'kinit {principal}' first (klist shows what the cache holds) or set password_env / "
+            "password_keyring"
+        )
+    if KRB5KDC_ERR_ETYPE_NOSUPP in codes:
+        return failed(
+            f"the KDC and this workstation share no encryption type for {who} or {spn}: allow AES for "
+            "the account (msDS-SupportedEncryptionTypes) or in krb5.conf"
+        )
+    detail = next((t for t in texts if t), type(exc).__name__)
+    return failed(f"authentication for {spn} failed: {_first_line(detail)[:300]}")
+
+
+def after_ntlm_fallback(ntlm: CollectionError, kerberos: CollectionError) -> CollectionError:
+    """Negotiate's verdict when NTLM failed and Kerberos had failed before it (pure).
+
+    Both halves matter: a wrong password shows in both, while an estate that restricts NTLM needs
+    the reason Kerberos was not used.
+    """
+    why = kerberos.reason.removeprefix("Kerberos: ")
+    return CollectionError(ntlm.kind, f"{ntlm.reason}. Kerberos, tried first, failed: {why}")
 
 
 def _first_line(value: object) -> str:
@@ -160,8 +369,34 @@ class HostSession:
             self.close()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            raise self._scrub(classify(exc, self.target)) from None
+            error = classify(exc, self.target)
+            if self.target.auth == "negotiate" and (
+                isinstance(exc, AuthenticationError) or any(isinstance(e, BadMechanismError) for e in _chain(exc))
+            ):
+                # Negotiate hides why Kerberos was skipped; ask the KDC the same question to say so.
+                kerberos = self._kerberos_failure()
+                if kerberos is not None:
+                    error = after_ntlm_fallback(error, kerberos)
+            raise self._scrub(error) from None
         return self
+
+    def _kerberos_failure(self) -> CollectionError | None:
+        """What Kerberos alone says for this target (a KDC round trip, no traffic to the host)."""
+        if importlib.util.find_spec("gssapi") is None:  # no Kerberos support: Negotiate is NTLM
+            return None
+        t = self.target
+        try:
+            context = spnego.client(
+                t.username or None,
+                self._password.reveal() if self._password else None,
+                hostname=t.name,
+                service=t.spn_service,
+                protocol="kerberos",
+            )
+            context.step()
+        except Exception as exc:
+            return kerberos_failure(exc, t) or classify(exc, t)
+        return None
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -173,9 +408,12 @@ class HostSession:
         cert_validation: bool | str = (t.ca_file or True) if t.cert_validation else False
         operation_timeout = max(1, int(t.operation_timeout_s))
         kwargs: dict[str, Any] = {}
-        if t.auth in ("negotiate", "kerberos") and t.address != t.name:
-            # Kerberos must ask for the principal of the name, not of the address we dial.
+        if t.auth in ("negotiate", "kerberos"):
+            # Kerberos must ask for the principal of the name, not of the address we dial, and for
+            # the service WinRM registers (pypsrp would ask for host/).
             kwargs["negotiate_hostname_override"] = t.name
+            kwargs["negotiate_service"] = t.spn_service
+            kwargs["negotiate_delegate"] = t.delegate
         self._wsman = WSMan(
             server=t.address,
             port=t.port,

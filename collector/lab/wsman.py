@@ -2,7 +2,8 @@
 
 The lab (product demo, protocol-path tests) needs the real wire protocol, not a mock of our own
 client: pypsrp and pywinrm connect to this server exactly as they connect to Windows. It speaks
-HTTP/1.1 with keep-alive, Basic or Negotiate/NTLM auth (pyspnego acceptor) with MS-WSMV message
+HTTP/1.1 with keep-alive, Basic, Negotiate (NTLM, and Kerberos when given a
+:class:`KerberosService`) or Kerberos-only auth (pyspnego acceptors) with MS-WSMV message
 encryption over HTTP or channel binding over HTTPS, WS-Management (Create, Command, Send,
 Receive, Signal, Delete, Get, Enumerate, Identify) and, for PowerShell shells, PSRP (psrpcore's
 server side). WinRS cmd shells run ``powershell -EncodedCommand`` the way ``winrm.Session.run_ps``
@@ -10,9 +11,9 @@ sends it.
 
 Nothing is executed: every pipeline or command becomes an :class:`Invocation` that a *responder*
 answers with an :class:`InvocationResult`; the server turns that into PSRP output/error records
-or WinRS stdout/stderr and an exit code. Not simulated: Kerberos, CredSSP and certificate auth,
-and the disconnected-session actions (Connect, Disconnect, Reconnect), which get the WS-Man fault
-for an unsupported action.
+or WinRS stdout/stderr and an exit code. Not simulated: CredSSP and certificate auth, and the
+disconnected-session actions (Connect, Disconnect, Reconnect), which get the WS-Man fault for an
+unsupported action.
 
 NTLM users: pyspnego's NTLM acceptor reads credentials only from the file named by the
 process-wide ``NTLM_USER_FILE`` environment variable. While negotiate servers run, the lab keeps
@@ -22,6 +23,15 @@ authenticated principal is one of *its* users. Two running servers may not give 
 different passwords (``start()`` raises). A user key ``"name"`` is a local account: it matches a
 client name without a domain or with ``.``/this host's NetBIOS name/``WORKSTATION`` as domain; a
 key ``"DOMAIN\\name"`` matches only that domain (case-insensitive, as Windows does).
+
+Kerberos: a server given ``kerberos=KerberosService(keytab, hostname)`` accepts tickets for
+``HTTP/<hostname>`` only (its acceptor is bound to that principal, as a Windows host can only
+decrypt tickets for its own computer account), reading the key from the keytab named by the
+process-wide ``KRB5_KTNAME`` (set while such servers run, like ``NTLM_USER_FILE``). A Kerberos
+principal ``name@REALM`` is the user ``"DOMAIN\\name"`` when DOMAIN is the realm or its first label
+(``collector@LAB.TEST`` is ``LAB\\collector``); local accounts never authenticate with Kerberos.
+With ``auth="kerberos"`` the server offers only ``Kerberos`` (a WinRM service with Negotiate
+turned off), so clients use the ``HTTP-Kerberos-session-encrypted`` message framing.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import datetime
 import decimal
 import hmac
 import http.server
+import importlib.util
 import logging
 import os
 import re
@@ -95,6 +106,33 @@ class InvocationResult:
 
 
 Responder = Callable[[Invocation], InvocationResult]
+
+
+@dataclass(frozen=True)
+class Logon:
+    """One successful authentication, as Windows logs it (Security event 4624's package name)."""
+
+    user: str  # the key of ``users`` the client authenticated as
+    package: str  # "Kerberos", "NTLM" or "Basic"
+    delegated: bool = False  # the client forwarded its Kerberos TGT (credential delegation)
+
+
+@dataclass(frozen=True)
+class KerberosService:
+    """The Kerberos identity of one lab host: it accepts tickets for ``<service>/<hostname>`` only.
+
+    A Windows host decrypts only tickets issued to its own computer account; binding the acceptor
+    to the host's principal makes a ticket for another name fail here as it would there.
+    """
+
+    keytab: str  # a keytab holding the key of <service>/<hostname>@REALM
+    hostname: str  # the host's DNS name, e.g. gw01.lab.test (not the address it listens on)
+    service: str = "HTTP"  # what WinRM registers and Invoke-Command asks for
+
+    @property
+    def principal(self) -> str:
+        return f"{self.service}/{self.hostname}"
+
 
 # Faults the server can be told to simulate. Each is one branch at a defined stage:
 # "hang" at the HTTP request stage (request read, never answered), "http500" at the WS-Man
@@ -197,8 +235,7 @@ def _envelope(action: str | None, relates_to: str | None, body: str) -> bytes:
         if relates_to:
             header += f"<a:RelatesTo>{escape(relates_to)}</a:RelatesTo>"
     return (
-        f'<s:Envelope xml:lang="en-US" {_ROOT_NS}><s:Header>{header}</s:Header>'
-        f"<s:Body>{body}</s:Body></s:Envelope>"
+        f'<s:Envelope xml:lang="en-US" {_ROOT_NS}><s:Header>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>'
     ).encode()
 
 
@@ -248,9 +285,7 @@ class _Request:
         try:
             root = ET.fromstring(envelope)  # noqa: S314 - loopback lab; expat resolves no entities
         except ET.ParseError as exc:
-            raise _Fault(
-                _E_INVALID_XML, f"The request is not well-formed XML: {exc}", "w:InvalidXml", True
-            ) from None
+            raise _Fault(_E_INVALID_XML, f"The request is not well-formed XML: {exc}", "w:InvalidXml", True) from None
         header = root.find("s:Header", _NS)
         body = root.find("s:Body", _NS)
         if root.tag != _q("s", "Envelope") or header is None or body is None:
@@ -260,12 +295,8 @@ class _Request:
             node = header.find(path, _NS)
             return (node.text or "").strip() if node is not None else ""
 
-        selectors = {
-            s.get("Name", ""): (s.text or "").strip() for s in header.findall("w:SelectorSet/w:Selector", _NS)
-        }
-        options = {
-            o.get("Name", ""): (o.text or "").strip() for o in header.findall("w:OptionSet/w:Option", _NS)
-        }
+        selectors = {s.get("Name", ""): (s.text or "").strip() for s in header.findall("w:SelectorSet/w:Selector", _NS)}
+        options = {o.get("Name", ""): (o.text or "").strip() for o in header.findall("w:OptionSet/w:Option", _NS)}
         try:
             max_envelope = int(text("w:MaxEnvelopeSize") or 153600)
         except ValueError:
@@ -467,6 +498,25 @@ def _match_user(users: Mapping[str, str], presented: str) -> str | None:
     return None
 
 
+def _match_kerberos_user(users: Mapping[str, str], principal: str) -> str | None:
+    """The key of ``users`` that a Kerberos client principal ``name@REALM`` denotes, or None.
+
+    Only domain accounts: ``DOMAIN\\name`` where DOMAIN is the realm or its first label (the
+    NetBIOS name AD derives from it), or the principal itself as a key.
+    """
+    name, at, realm = principal.rpartition("@")
+    if not at or not name or "/" in name:  # no realm, or a service principal: never a user
+        return None
+    domains = {realm.casefold(), realm.split(".")[0].casefold()}
+    for key in users:
+        if key.casefold() == principal.casefold():
+            return key
+        key_domain, key_user = _split_user(key)
+        if key_domain is not None and key_domain.casefold() in domains and key_user.casefold() == name.casefold():
+            return key
+    return None
+
+
 def _ntlm_lines(users: Mapping[str, str]) -> dict[tuple[str, str], str]:
     """(DOMAIN, USER) -> password lines of pyspnego's ``DOMAIN:USER:PASSWORD`` credential file."""
     lines: dict[tuple[str, str], str] = {}
@@ -539,11 +589,54 @@ class _NtlmUserFile:
 _NTLM_USERS = _NtlmUserFile()
 
 
+class _ProcessKeytab:
+    """The process-wide KRB5_KTNAME (MIT's acceptors read their keys from it) for Kerberos servers.
+
+    Every running Kerberos server must use the same keytab (one realm per lab); the previous value
+    comes back when the last one stops.
+    """
+
+    _UNSET = object()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owners: dict[int, str] = {}
+        self._saved_env: object = self._UNSET
+
+    def add(self, owner: object, keytab: str) -> None:
+        with self._lock:
+            others = set(self._owners.values()) - {keytab}
+            if others:
+                raise ValueError(
+                    f"another running lab server reads Kerberos keys from {others.pop()}; "
+                    "KRB5_KTNAME is process-wide, so all lab servers must share one keytab"
+                )
+            if not self._owners:
+                self._saved_env = os.environ.get("KRB5_KTNAME")
+            self._owners[id(owner)] = keytab
+            os.environ["KRB5_KTNAME"] = f"FILE:{keytab}"
+
+    def remove(self, owner: object) -> None:
+        with self._lock:
+            if self._owners.pop(id(owner), None) is None or self._owners:
+                return
+            if self._saved_env is self._UNSET or self._saved_env is None:
+                os.environ.pop("KRB5_KTNAME", None)
+            else:
+                os.environ["KRB5_KTNAME"] = str(self._saved_env)
+            self._saved_env = self._UNSET
+
+
+_KEYTAB = _ProcessKeytab()
+
+
 # --------------------------------------------------------------------------------------------
 # MS-WSMV 2.2.9.1 message encryption framing
 
 _BOUNDARY = b"--Encrypted Boundary"
 _SPNEGO_ENCRYPTED = "application/HTTP-SPNEGO-session-encrypted"
+# What a client that authenticated with the "Kerberos" scheme (not "Negotiate") frames its messages as.
+_KERBEROS_ENCRYPTED = "application/HTTP-Kerberos-session-encrypted"
 
 
 def _unwrap_body(context: Any, body: bytes) -> bytes:
@@ -563,11 +656,11 @@ def _unwrap_body(context: Any, body: bytes) -> bytes:
     return message
 
 
-def _wrap_body(context: Any, message: bytes) -> bytes:
+def _wrap_body(context: Any, message: bytes, protocol: str = _SPNEGO_ENCRYPTED) -> bytes:
     header, data, padding = context.wrap_winrm(message)
     return (
         _BOUNDARY + b"\r\n"
-        b"\tContent-Type: " + _SPNEGO_ENCRYPTED.encode() + b"\r\n"
+        b"\tContent-Type: " + protocol.encode() + b"\r\n"
         b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length="
         + str(len(message) + padding).encode()
         + b"\r\n" + _BOUNDARY + b"\r\n"
@@ -681,9 +774,7 @@ def _peek_pipeline_id(data: bytes) -> uuid.UUID:
     """The pipeline id of the PSRP message in a first fragment (21-byte fragment header, then
     destination, message type and runspace pool id before it)."""
     if len(data) < 21 + 40:
-        raise _Fault(
-            _E_INVALID_XML, "The command carries no PSRP CreatePipeline fragment.", "w:InvalidXml", True
-        )
+        raise _Fault(_E_INVALID_XML, "The command carries no PSRP CreatePipeline fragment.", "w:InvalidXml", True)
     return uuid.UUID(bytes_le=bytes(data[21 + 24 : 21 + 40]))
 
 
@@ -749,6 +840,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._context: Any = None
         self._user: str | None = None
         self._encrypted = False
+        self._protocol = _SPNEGO_ENCRYPTED  # the framing the client used, answered in kind
         self._auth_headers: list[tuple[str, str]] = []
         self.lab._track_connection(self.request, True)
 
@@ -846,8 +938,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._auth_headers = []
         content_type = "application/soap+xml;charset=UTF-8"
         if body and self._encrypted and status != 401:
-            body = _wrap_body(self._context, body)
-            content_type = f'multipart/encrypted;protocol="{_SPNEGO_ENCRYPTED}";boundary="Encrypted Boundary"'
+            body = _wrap_body(self._context, body, self._protocol)
+            content_type = f'multipart/encrypted;protocol="{self._protocol}";boundary="Encrypted Boundary"'
         self.send_response(status)
         if body:
             self.send_header("Content-Type", content_type)
@@ -868,34 +960,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             user = self.lab._check_basic(token) if scheme.lower() == "basic" else None
             if user is None:
                 self._reply(401, b"", [("WWW-Authenticate", 'Basic realm="WSMAN"')])
+            else:
+                self.lab._record_logon(Logon(user, "Basic"))
             return user
-        if scheme.lower() in ("negotiate", "ntlm") and token:
-            return self._step_negotiate("NTLM" if scheme.lower() == "ntlm" else "Negotiate", token)
+        offered = self.lab._challenge
+        schemes = {"negotiate": ("negotiate", "ntlm"), "kerberos": ("kerberos",)}[self.lab._auth]
+        if scheme.lower() in schemes and token:
+            return self._step_negotiate({"ntlm": "NTLM", "kerberos": "Kerberos"}.get(scheme.lower(), offered), token)
         if self._user is not None:  # Negotiate authenticates the connection, not each request
             return self._user
-        self._reply(401, b"", [("WWW-Authenticate", "Negotiate")])
+        self._reply(401, b"", [("WWW-Authenticate", offered)])
         return None
 
     def _step_negotiate(self, scheme: str, token: str) -> str | None:
+        offered = self.lab._challenge
         if self._context is None or self._context.complete:
             self._context = self.lab._new_acceptor()
             self._user = None
         try:
             out_token = self._context.step(base64.b64decode(token, validate=True))
-        except Exception as exc:  # wrong password, channel binding mismatch, malformed token
+        except Exception as exc:  # wrong password, channel binding mismatch, a ticket for another host
             log.debug("%s auth from %s failed: %s", scheme, self.client_address, exc)
             self._context = None
-            self._reply(401, b"", [("WWW-Authenticate", "Negotiate")])
+            self._reply(401, b"", [("WWW-Authenticate", offered)])
             return None
         if not self._context.complete:
             self._reply(401, b"", [("WWW-Authenticate", f"{scheme} {_b64(out_token or b'')}")])
             return None
-        user = self.lab._match(self._context.client_principal or "")
+        user = self.lab._match(self._context.client_principal or "", self._context.negotiated_protocol)
         if user is None:  # a user of another lab server sharing the process-wide NTLM file
             self._context = None
-            self._reply(401, b"", [("WWW-Authenticate", "Negotiate")])
+            self._reply(401, b"", [("WWW-Authenticate", offered)])
             return None
         self._user = user
+        kerberos = self._context.negotiated_protocol == "kerberos"
+        delegated = kerberos and bool(self._context.context_attr & spnego.ContextReq.delegate)
+        self.lab._record_logon(Logon(user, "Kerberos" if kerberos else "NTLM", delegated))
         if out_token:
             self._auth_headers = [("WWW-Authenticate", f"{scheme} {_b64(out_token)}")]
         return user
@@ -905,12 +1005,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not content_type.lower().startswith(("multipart/encrypted", "multipart/x-multi-encrypted")):
             self._encrypted = False
             return body
-        protocol = re.search(r'protocol="([^"]*)"', content_type)
-        if protocol is None or protocol.group(1).lower() != _SPNEGO_ENCRYPTED.lower():
+        match = re.search(r'protocol="([^"]*)"', content_type)
+        protocol = next(
+            (p for p in (_SPNEGO_ENCRYPTED, _KERBEROS_ENCRYPTED) if match and match.group(1).lower() == p.lower()),
+            None,
+        )
+        if protocol is None:
             raise ValueError(f"unsupported encryption protocol in {content_type!r}")
         if self._context is None or not self._context.complete:
             raise ValueError("encrypted request on a connection without a security context")
+        if protocol == _KERBEROS_ENCRYPTED and self._context.negotiated_protocol != "kerberos":
+            raise ValueError("Kerberos message framing on a connection that did not use Kerberos")
         self._encrypted = True
+        self._protocol = protocol
         return _unwrap_body(self._context, body)
 
 
@@ -936,9 +1043,16 @@ class WSManServer:
         port: int = 0,
         fault: str | None = None,
         latency: float = 0.0,
+        kerberos: KerberosService | None = None,
     ) -> None:
-        if auth not in ("basic", "negotiate"):
-            raise ValueError(f"auth must be 'basic' or 'negotiate', not {auth!r}")
+        if auth not in ("basic", "negotiate", "kerberos"):
+            raise ValueError(f"auth must be 'basic', 'negotiate' or 'kerberos', not {auth!r}")
+        if auth == "kerberos" and kerberos is None:
+            raise ValueError("auth 'kerberos' needs kerberos=KerberosService(keytab, hostname)")
+        if kerberos is not None and auth == "basic":
+            raise ValueError("a Basic-only server cannot accept Kerberos; use auth 'negotiate' or 'kerberos'")
+        if kerberos is not None and importlib.util.find_spec("gssapi") is None:
+            raise RuntimeError("accepting Kerberos needs the gssapi bindings: pip install 'rdp-collector[kerberos]'")
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
         if not users:
@@ -955,10 +1069,13 @@ class WSManServer:
         self._requested_port = port
         self._fault = fault
         self._latency = float(latency)
+        self._kerberos = kerberos
+        self._challenge = "Kerberos" if auth == "kerberos" else "Negotiate"  # the WWW-Authenticate offer
 
         self._lock = threading.Lock()
         self._shells: dict[str, _Shell] = {}
         self._invocations: list[Invocation] = []
+        self._logons: list[Logon] = []
         self._threads: set[threading.Thread] = set()
         self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
@@ -992,6 +1109,12 @@ class WSManServer:
         with self._lock:
             return list(self._invocations)
 
+    @property
+    def logons(self) -> list[Logon]:
+        """A copy of every successful authentication so far (user and package), in order."""
+        with self._lock:
+            return list(self._logons)
+
     def start(self) -> None:
         """Bind and serve on a daemon thread; returns once the socket is listening."""
         if self._httpd is not None:
@@ -1003,8 +1126,13 @@ class WSManServer:
         if self._auth == "negotiate":
             _NTLM_USERS.add(self, self._users)
         try:
+            if self._kerberos is not None:
+                if not os.path.isfile(self._kerberos.keytab):
+                    raise FileNotFoundError(f"no keytab at {self._kerberos.keytab} for {self._kerberos.principal}")
+                _KEYTAB.add(self, self._kerberos.keytab)
             httpd = _HTTPServer(self, (self._host, self._requested_port))
         except BaseException:
+            _KEYTAB.remove(self)
             if self._auth == "negotiate":
                 _NTLM_USERS.remove(self)
             raise
@@ -1044,6 +1172,7 @@ class WSManServer:
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        _KEYTAB.remove(self)
         if self._auth == "negotiate":
             _NTLM_USERS.remove(self)
 
@@ -1091,19 +1220,26 @@ class WSManServer:
             return None
         return key
 
-    def _match(self, principal: str) -> str | None:
+    def _match(self, principal: str, protocol: str = "ntlm") -> str | None:
+        if protocol == "kerberos":
+            return _match_kerberos_user(self._users, principal)
         return _match_user(self._users, principal)
 
     def _new_acceptor(self) -> Any:
         bindings = None
         if self._cbt is not None:
             bindings = spnego.channel_bindings.GssChannelBindings(application_data=self._cbt)
+        kerberos = self._kerberos
+        # For an acceptor the "username" is the service it accepts for (GSS host-based name
+        # service@host): the keytab may hold other hosts' keys, and this host must refuse their tickets.
+        acceptor = f"{kerberos.service}@{kerberos.hostname}" if kerberos is not None else None
         return spnego.server(
-            hostname=socket.gethostname(),
-            service="HTTP",
+            credentials=acceptor,
+            hostname=kerberos.hostname if kerberos is not None else socket.gethostname(),
+            service=kerberos.service if kerberos is not None else "HTTP",
             channel_bindings=bindings,
-            protocol="negotiate",
-            options=spnego.NegotiateOptions.use_negotiate,
+            protocol=self._auth,
+            options=spnego.NegotiateOptions.use_negotiate if self._auth == "negotiate" else 0,
         )
 
     def _handle_envelope(self, envelope: bytes, user: str, client_ip: str) -> tuple[int, bytes]:
@@ -1175,6 +1311,10 @@ class WSManServer:
             raise _shell_not_found(shell_id)
         return shell
 
+    def _record_logon(self, logon: Logon) -> None:
+        with self._lock:
+            self._logons.append(logon)
+
     def _record(self, invocation: Invocation) -> None:
         with self._lock:
             self._invocations.append(invocation)
@@ -1228,9 +1368,7 @@ class WSManServer:
             )
         with self._lock:
             if shell.id in self._shells:
-                raise _Fault(
-                    2150858851, f"A shell with ShellId {shell.id} already exists.", "w:AlreadyExists", True
-                )
+                raise _Fault(2150858851, f"A shell with ShellId {shell.id} already exists.", "w:AlreadyExists", True)
             self._shells[shell.id] = shell
         return (
             "<x:ResourceCreated>"
@@ -1284,9 +1422,7 @@ class WSManServer:
         if uri == _SHELL.lower():
             items = "".join(s.xml() for s in shells)
         elif uri == (_SHELL + "/Command").lower():
-            wanted = req.body.findtext(
-                "n:Enumerate/w:Filter/w:SelectorSet/w:Selector[@Name='ShellId']", "", _NS
-            )
+            wanted = req.body.findtext("n:Enumerate/w:Filter/w:SelectorSet/w:Selector[@Name='ShellId']", "", _NS)
             items = ""
             for shell in (s for s in shells if s.id == wanted.strip().upper()):
                 with shell.cond:
@@ -1412,9 +1548,7 @@ class WSManServer:
         try:
             pipeline_id = uuid.UUID(given) if given else _peek_pipeline_id(data)
         except ValueError:
-            raise _Fault(
-                _E_INVALID_XML, f"CommandId {given!r} is not a GUID.", "w:InvalidXml", True
-            ) from None
+            raise _Fault(_E_INVALID_XML, f"CommandId {given!r} is not a GUID.", "w:InvalidXml", True) from None
         with shell.cond:
             if shell.closed:
                 raise _shell_not_found(shell.id)
@@ -1439,9 +1573,7 @@ class WSManServer:
                     command.pipeline.complete()
             elif isinstance(
                 event,
-                psrpcore.SetMaxRunspacesEvent
-                | psrpcore.SetMinRunspacesEvent
-                | psrpcore.ResetRunspaceStateEvent,
+                psrpcore.SetMaxRunspacesEvent | psrpcore.SetMinRunspacesEvent | psrpcore.ResetRunspaceStateEvent,
             ):
                 shell.pool.runspace_availability_response(event.ci, True)
             elif isinstance(event, psrpcore.GetAvailableRunspacesEvent):
@@ -1458,9 +1590,7 @@ class WSManServer:
         self._record(invocation)
         self._spawn(self._run_psrp, shell, command, invocation, out_string, name="pipeline")
 
-    def _run_psrp(
-        self, shell: _PsrpShell, command: _PsrpCommand, invocation: Invocation, out_string: bool
-    ) -> None:
+    def _run_psrp(self, shell: _PsrpShell, command: _PsrpCommand, invocation: Invocation, out_string: bool) -> None:
         result = self._call(invocation)
         with shell.cond:
             pipeline = command.pipeline
@@ -1478,9 +1608,7 @@ class WSManServer:
                 if errors:
                     # psrpcore has no public "fail"; the PipelineState carries the last error as the
                     # terminating one, so pypsrp reports had_errors and lists every error once.
-                    pipeline._change_state(
-                        PSInvocationState.Failed, _error_record(errors[-1], terminating=True)
-                    )
+                    pipeline._change_state(PSInvocationState.Failed, _error_record(errors[-1], terminating=True))
                 else:
                     pipeline.complete()
             except Exception as exc:
@@ -1527,9 +1655,7 @@ class WSManServer:
         arguments = [(a.text or "").strip() for a in line.findall("rsp:Arguments", _NS)]
         command_line = " ".join(p for p in (executable, *arguments) if p)
         script = _decode_powershell(command_line)
-        invocation = Invocation(
-            script=command_line if script is None else script, parameters={}, transport="winrs"
-        )
+        invocation = Invocation(script=command_line if script is None else script, parameters={}, transport="winrs")
         command = _WinrsCommand(id=(line.get("CommandId") or str(uuid.uuid4())).upper())
         with shell.cond:
             if shell.closed:
@@ -1539,18 +1665,14 @@ class WSManServer:
         self._spawn(self._run_winrs, shell, command, invocation, script is not None, name="command")
         return command.id
 
-    def _run_winrs(
-        self, shell: _WinrsShell, command: _WinrsCommand, invocation: Invocation, ps: bool
-    ) -> None:
+    def _run_winrs(self, shell: _WinrsShell, command: _WinrsCommand, invocation: Invocation, ps: bool) -> None:
         result = self._call(invocation)
         codec = _codec(shell.codepage)
         stdout = "".join(f"{line}\r\n" for item in result.output for line in _text_lines(item))
         errors = [str(e) for e in result.errors]
         stderr = ""
         if errors and ps:  # powershell.exe with redirected streams writes its errors as CLIXML
-            clixml = serialize_clixml(
-                [(f"{m}\r\n", ClixmlStream.ERROR) for m in errors], psrpcore.PSRemotingCrypto()
-            )
+            clixml = serialize_clixml([(f"{m}\r\n", ClixmlStream.ERROR) for m in errors], psrpcore.PSRemotingCrypto())
             stderr = "#< CLIXML\r\n" + clixml.replace(' S="error"', ' S="Error"')
         elif errors:
             stderr = "".join(f"{m}\r\n" for m in errors)

@@ -79,14 +79,10 @@ def psrp_client(server: WSManServer, auth: str, password: str, **kwargs: object)
     kwargs.setdefault("encryption", "never" if auth == "basic" else "auto")
     kwargs.setdefault("connection_timeout", 5)
     kwargs.setdefault("read_timeout", 30)
-    return Client(
-        "127.0.0.1", port=server.port, ssl=https, auth=auth, username=USER, password=password, **kwargs
-    )
+    return Client("127.0.0.1", port=server.port, ssl=https, auth=auth, username=USER, password=password, **kwargs)
 
 
-def winrm_session(
-    server: WSManServer, password: str, transport: str, ca_file: str | None = None
-) -> winrm.Session:
+def winrm_session(server: WSManServer, password: str, transport: str, ca_file: str | None = None) -> winrm.Session:
     # An explicit ca_trust_path (None for HTTP) keeps pywinrm from warning about REQUESTS_CA_BUNDLE.
     return winrm.Session(server.url, auth=(USER, password), transport=transport, ca_trust_path=ca_file)
 
@@ -126,9 +122,7 @@ def test_execute_ps_ntlm_over_http_encrypts_every_message(server_factory) -> Non
     assert (streams.error, had_errors) == ([], False)
     answers = [s for s in seen if s.startswith("200")]
     assert len(answers) >= 4  # security context setup, Create, Command, Receive(s), Delete
-    assert all(
-        'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"' in s for s in answers[1:]
-    )
+    assert all('multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted"' in s for s in answers[1:])
     assert answers[0] == "200 "  # the empty POST that completed the NTLM handshake
     assert server.open_shells == 0
 
@@ -164,9 +158,7 @@ def test_execute_ps_ntlm_over_https_with_cert_validation(server_factory, pki) ->
 def test_https_rejects_ntlm_without_channel_binding(server_factory, pki) -> None:
     (chain, key), ca_file = pki
     server = server_factory(auth="negotiate", tls=(chain, key))
-    client = psrp_client(
-        server, "ntlm", NTLM_PASSWORD, cert_validation=str(ca_file), negotiate_send_cbt=False
-    )
+    client = psrp_client(server, "ntlm", NTLM_PASSWORD, cert_validation=str(ca_file), negotiate_send_cbt=False)
     with client, pytest.raises(AuthenticationError):
         client.execute_ps("Get-Date")
 
@@ -206,9 +198,7 @@ def test_parameters_arrive_as_data_and_script_unchanged(server_factory) -> None:
     server = server_factory(auth="negotiate")
     script = "param($Name, $Items, $Count)\n# comment with 'quotes' and $(subexpr)\nWrite-Output $Name"
     hostile = "x'; Write-Output pwned; '"
-    wsman = WSMan(
-        "127.0.0.1", port=server.port, ssl=False, auth="ntlm", username=USER, password=NTLM_PASSWORD
-    )
+    wsman = WSMan("127.0.0.1", port=server.port, ssl=False, auth="ntlm", username=USER, password=NTLM_PASSWORD)
     with wsman, RunspacePool(wsman) as pool:
         ps = PowerShell(pool)
         ps.add_script(script)
@@ -272,9 +262,7 @@ def test_two_pools_concurrently_from_threads(server_factory) -> None:
 
     def run(name: str) -> None:
         try:
-            wsman = WSMan(
-                "127.0.0.1", port=server.port, ssl=False, auth="ntlm", username=USER, password=NTLM_PASSWORD
-            )
+            wsman = WSMan("127.0.0.1", port=server.port, ssl=False, auth="ntlm", username=USER, password=NTLM_PASSWORD)
             with wsman, RunspacePool(wsman) as pool:
                 barrier.wait(timeout=10)
                 results[name] = [PowerShell(pool).add_script(f"{name}-{i}").invoke() for i in range(3)]
@@ -300,9 +288,7 @@ def test_two_pools_concurrently_from_threads(server_factory) -> None:
 @pytest.mark.parametrize(("auth", "https"), [("basic", False), ("ntlm", False), ("ntlm", True)])
 def test_pywinrm_run_ps(server_factory, pki, auth: str, https: bool) -> None:
     (chain, key), ca_file = pki
-    server = server_factory(
-        auth="basic" if auth == "basic" else "negotiate", tls=(chain, key) if https else None
-    )
+    server = server_factory(auth="basic" if auth == "basic" else "negotiate", tls=(chain, key) if https else None)
     password = PASSWORD if auth == "basic" else NTLM_PASSWORD
     session = winrm_session(server, password, auth, ca_file=str(ca_file) if https else None)
     script = "Get-CimInstance Win32_OperatingSystem | Select-Object Caption\n'ünïcode'"

@@ -1,0 +1,614 @@
+"""Certificate checks (``cert.*``): a ChainAnalysis in, one CheckResult per check out. Pure.
+
+Each check's metadata (id, title, severity, remediation, references) is data here, next to the
+function that decides it, so ``collect rules`` and the reports can list them. The results are per
+endpoint and vantage point: the same gateway can pass from the workstation and fail from a client
+whose root store differs, and both results say where they were seen from.
+
+Every result names the certificate it is about (subject, issuer, SHA-1 thumbprint as Windows
+shows it, validity), so the admin can find it in ``Cert:\\LocalMachine\\My`` on the server.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collector.certs import (
+    SERVER_AUTH_OIDS,
+    CertificateError,
+    CertInfo,
+    ChainAnalysis,
+    PathEnd,
+    TrustStore,
+    analyse_chain,
+    weak_key,
+    weak_signature,
+)
+from collector.checks import Verdict
+from collector.model import CheckResult, Evidence, Severity, Status
+
+DEFAULT_EXPIRES_SOON_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CheckMeta:
+    """A check's catalogue entry: what ``collect rules`` lists and every result carries."""
+
+    id: str
+    title: str
+    severity: Severity
+    remediation: str
+    references: tuple[str, ...]
+
+
+# Where the certificate an endpoint serves is chosen: said once, appended where it matters.
+WHERE_BOUND = (
+    "Where the certificate is bound:\n"
+    "- RD Gateway (443): RD Gateway Manager > right-click the server > Properties > SSL Certificate > "
+    "Select an existing certificate / Import; or in PowerShell on the gateway:\n"
+    "    Import-Module RemoteDesktopServices\n"
+    "    Set-Item RDS:\\GatewayServer\\SSLCertificate\\Thumbprint -Value <THUMBPRINT>\n"
+    "    Restart-Service TSGateway\n"
+    "  In an RDS deployment: Server Manager > Remote Desktop Services > Tasks > Edit Deployment "
+    "Properties > Certificates > RD Gateway, or Set-RDCertificate -Role RDGateway -ImportPath <pfx> "
+    "-Password (Read-Host -AsSecureString) -ConnectionBroker <broker>.\n"
+    "- Session host listener (3389):\n"
+    "    wmic /namespace:\\\\root\\cimv2\\TerminalServices PATH Win32_TSGeneralSetting Set "
+    'SSLCertificateSHA1Hash="<THUMBPRINT>"\n'
+    "  or: Get-CimInstance -Namespace root/cimv2/TerminalServices -ClassName Win32_TSGeneralSetting "
+    "-Filter \"TerminalName='RDP-Tcp'\" | Set-CimInstance -Property @{SSLCertificateSHA1Hash='<THUMBPRINT>'}\n"
+    "  For many hosts, let them enrol: GPO Computer Configuration > Administrative Templates > Windows "
+    "Components > Remote Desktop Services > Remote Desktop Session Host > Security > Server "
+    "authentication certificate template. The certificate must be in LocalMachine\\My with its "
+    "private key, readable by NETWORK SERVICE (certlm.msc > the certificate > All Tasks > Manage "
+    "Private Keys)."
+)
+
+_REPLACE = (
+    "Issue a replacement from the CA that clients trust (internal AD CS: a template based on 'Web "
+    "Server' or 'Remote Desktop', key RSA 2048+ or ECDSA P-256, SHA-256, EKU Server Authentication, "
+    "SAN = every name clients use), import it with its private key into LocalMachine\\My, bind it "
+    "(below) and check again with: collect check-tls NAME (gateway) / collect check-rdp NAME (session "
+    "host).\n"
+)
+
+EXPIRED = CheckMeta(
+    id="cert.expired",
+    title="No certificate on the path has expired",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "An expired leaf: renew it with the same names. " + _REPLACE + "An expired issuing CA or root: "
+        "install the CA's renewed certificate on the server (certlm.msc > Intermediate Certification "
+        "Authorities) so the new chain is sent, and give clients the new root (GPO Computer Configuration "
+        "> Policies > Windows Settings > Security Settings > Public Key Policies > Trusted Root "
+        "Certification Authorities). A session host's self-signed certificate renews itself when "
+        "deleted from the 'Remote Desktop' store and TermService restarts.\n" + WHERE_BOUND
+    ),
+    references=(
+        "RFC 5280 4.1.2.5 (validity)",
+        "TerminalServices-Gateway/Operational 100, 102, 103 (gateway certificate problems at start)",
+        "System log TermService 1058 (the listener's expired self-signed certificate was not replaced)",
+    ),
+)
+NOT_YET_VALID = CheckMeta(
+    id="cert.not-yet-valid",
+    title="Every certificate on the path is already valid",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "A certificate whose validity starts in the future almost always means a clock is wrong: "
+        "compare the time on the CA, the server and the client (w32tm /query /status; w32tm /resync). "
+        "If the clocks are right, the CA issued it post-dated: re-issue it. " + WHERE_BOUND
+    ),
+    references=("RFC 5280 4.1.2.5 (validity)", "host.time-skew"),
+)
+EXPIRES_SOON = CheckMeta(
+    id="cert.expires-soon",
+    title="No certificate on the path expires soon",
+    severity=Severity.WARNING,
+    remediation=(
+        "Renew before it expires, then bind the new certificate (same names, same CA). " + _REPLACE + WHERE_BOUND
+    ),
+    references=("RFC 5280 4.1.2.5 (validity)",),
+)
+NAME_MISMATCH = CheckMeta(
+    id="cert.name-mismatch",
+    title="The certificate names the host clients connect to",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "The name in the .rdp file / mstsc (gateway: 'Server name' under Advanced > Settings; session "
+        "host: 'Computer') must be in the certificate's subjectAltName. Either connect with a name the "
+        "certificate has (the evidence lists them), or issue a certificate whose SAN includes every "
+        "name clients use (public and internal FQDN of the gateway; the session host's FQDN, not its "
+        "NetBIOS name or IP). A certificate with no SAN is accepted by Windows on its CN only; other "
+        "clients (macOS, iOS, Android RD clients) reject it. " + _REPLACE + WHERE_BOUND
+    ),
+    references=("RFC 6125 6.4 (DNS name matching)", "RFC 5280 4.2.1.6 (subjectAltName)"),
+)
+UNTRUSTED = CheckMeta(
+    id="cert.untrusted",
+    title="The chain leads to a trusted root",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "The root the chain ends at is not trusted from this vantage point. For an internal CA: give "
+        "clients its root (GPO Computer Configuration > Policies > Windows Settings > Security Settings "
+        "> Public Key Policies > Trusted Root Certification Authorities; for clients outside the "
+        "domain, certutil -addstore Root rootca.cer), or use a certificate from a public CA on an "
+        "internet-facing gateway. A root that is not the gateway's own CA (a proxy's name, 'SSL "
+        "Inspection', 'Zscaler', 'Fortinet'...) means TLS inspection on the path: exempt the gateway "
+        "(443 and UDP 3391) from inspection, since RD Gateway traffic breaks under it. A self-signed "
+        "certificate on a gateway must be replaced. " + _REPLACE + WHERE_BOUND
+    ),
+    references=(
+        "RFC 5280 6 (certification path validation)",
+        "mstsc: 'the remote computer's certificate is not trusted' / 0x904 through an RD Gateway",
+        "rdg.ssl-inspection",
+    ),
+)
+CHAIN_INCOMPLETE = CheckMeta(
+    id="cert.chain-incomplete",
+    title="The endpoint sends the whole chain up to the root",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "The server sends its certificate without the issuing CA, so clients must already have that "
+        "CA or fetch it from the AIA URL; clients outside the network (or non-Windows clients) fail. "
+        "On the server, install the issuing CA certificate (the missing issuer in the evidence; "
+        "download it from the AIA URL or export it from the CA with certutil -ca.cert issuing.cer) "
+        "into LocalMachine\\Intermediate Certification Authorities: certutil -addstore CA issuing.cer. "
+        "Windows then sends it in the handshake; restart TSGateway on a gateway. Importing a PFX "
+        "that contains the whole chain does the same. " + WHERE_BOUND
+    ),
+    references=("RFC 5246 7.4.2 (certificate_list)", "RFC 5280 4.2.2.1 (authorityInfoAccess)"),
+)
+SELF_SIGNED = CheckMeta(
+    id="cert.self-signed",
+    title="The certificate is issued by a CA, not self-signed",
+    severity=Severity.WARNING,
+    remediation=(
+        "A self-signed certificate is trusted only where it was imported by hand: every client shows "
+        "the certificate warning, and through an RD Gateway the connection fails. Session hosts use a "
+        "self-signed certificate (Cert:\\LocalMachine\\Remote Desktop) until one is assigned. " + _REPLACE + WHERE_BOUND
+    ),
+    references=("System log TermService 1057 (the listener could not create its self-signed certificate)",),
+)
+WEAK_SIGNATURE = CheckMeta(
+    id="cert.weak-signature",
+    title="Certificates are signed with a strong hash (SHA-256 or better)",
+    severity=Severity.WARNING,
+    remediation=(
+        "SHA-1 and MD5 signatures are refused by current browsers, OpenSSL at its default security "
+        "level, and Windows for publicly trusted chains. Re-issue the certificate from a CA that signs "
+        "with SHA-256 (AD CS: certutil -setreg ca\\csp\\CNGHashAlgorithm SHA256, restart CertSvc, then "
+        "renew the CA certificate if the CA's own certificate is SHA-1). " + _REPLACE + WHERE_BOUND
+    ),
+    references=("RFC 6194 (SHA-1 security considerations)", "CA/Browser Forum Baseline Requirements 7.1.3"),
+)
+WEAK_KEY = CheckMeta(
+    id="cert.weak-key",
+    title="Keys are large enough (RSA 2048+, EC 256+)",
+    severity=Severity.WARNING,
+    remediation=(
+        "RSA keys under 2048 bits are refused by OpenSSL's default security level and by Windows when "
+        "weak-key protection is on (certutil -setreg chain\\minRSAPubKeyBitLength). Request a new "
+        "certificate with a new key (RSA 2048 or 3072, or ECDSA P-256): a renewal that reuses the old "
+        "key does not help. " + _REPLACE + WHERE_BOUND
+    ),
+    references=("NIST SP 800-131A (key lengths)", "CA/Browser Forum Baseline Requirements 6.1.5"),
+)
+NO_SERVER_AUTH_EKU = CheckMeta(
+    id="cert.no-server-auth-eku",
+    title="The certificate may be used for TLS server authentication (EKU)",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "The certificate's Enhanced Key Usage does not include Server Authentication "
+        "(1.3.6.1.5.5.7.3.1), so clients refuse it for TLS and RD Gateway Manager will not offer it. "
+        "Typical cause: a Computer or User template (Client Authentication only). Issue one from a "
+        "template with Server Authentication (AD CS 'Web Server' or a copy of it). An issuing CA whose "
+        "certificate restricts EKU must allow Server Authentication too. " + _REPLACE + WHERE_BOUND
+    ),
+    references=("RFC 5280 4.2.1.12 (extendedKeyUsage)",),
+)
+CHAIN_ORDER = CheckMeta(
+    id="cert.chain-order",
+    title="The chain is sent in order, without extra certificates",
+    severity=Severity.WARNING,
+    remediation=(
+        "TLS 1.2 requires each certificate to be followed by its issuer; Windows clients re-sort, but "
+        "strict clients (older Java, some thin clients and appliances) fail, and certificates from an "
+        "old chain confuse path building. Windows builds the sent chain from the local stores: remove "
+        "stale or unrelated CA certificates from LocalMachine\\Intermediate Certification Authorities "
+        "on the server (certlm.msc), then restart TSGateway / TermService. On a non-Windows endpoint "
+        "fix the order in the chain file: leaf, issuing CA, (root). " + WHERE_BOUND
+    ),
+    references=("RFC 5246 7.4.2 (certificate_list order)", "RFC 8446 4.4.2"),
+)
+
+CHECKS: tuple[CheckMeta, ...] = (
+    EXPIRED,
+    NOT_YET_VALID,
+    EXPIRES_SOON,
+    NAME_MISMATCH,
+    UNTRUSTED,
+    CHAIN_INCOMPLETE,
+    SELF_SIGNED,
+    WEAK_SIGNATURE,
+    WEAK_KEY,
+    NO_SERVER_AUTH_EKU,
+    CHAIN_ORDER,
+)
+"""The cert.* catalogue, in report order."""
+
+
+# --- evidence helpers ---------------------------------------------------------------------------
+
+
+def cert_evidence(info: CertInfo, role: str, vantage: str) -> tuple[Evidence, ...]:
+    """The certificate an admin must find: subject, issuer, thumbprint (as Windows shows it), validity."""
+    return (
+        Evidence(f"{role} subject", info.subject, vantage),
+        Evidence(f"{role} issuer", info.issuer, vantage),
+        Evidence(f"{role} thumbprint (SHA-1)", info.thumbprint, vantage),
+        Evidence(f"{role} validity", info.validity, vantage),
+    )
+
+
+def _role(analysis: ChainAnalysis, info: CertInfo) -> str:
+    if info.thumbprint == analysis.leaf.thumbprint:
+        return "leaf"
+    if analysis.anchor is not None and info.thumbprint == analysis.anchor.thumbprint:
+        return "trust anchor"
+    sent = [c.thumbprint for c in analysis.sent]
+    if info.thumbprint in sent:
+        return f"chain #{sent.index(info.thumbprint) + 1}"
+    return "issuer"
+
+
+def _days(delta: datetime.timedelta) -> str:
+    days = round(delta.total_seconds() / 86400)
+    if days == 0:
+        hours = max(1, int(delta.total_seconds() // 3600))
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
+def _date(t: datetime.datetime) -> str:
+    return t.astimezone(datetime.UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class _Context:
+    analysis: ChainAnalysis
+    vantage: str
+    expires_soon: datetime.timedelta
+
+    def about(self, *certs: CertInfo) -> tuple[Evidence, ...]:
+        out: list[Evidence] = []
+        for c in certs:
+            out += cert_evidence(c, _role(self.analysis, c), self.vantage)
+        return tuple(out)
+
+    def fact(self, label: str, value: str) -> Evidence:
+        return Evidence(label, value, self.vantage)
+
+
+# --- the checks ---------------------------------------------------------------------------------
+
+
+def _expired(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    expired = [c for c in a.judged if c.not_after < a.now]
+    if expired:
+        first = expired[0]
+        title = (
+            f"Certificate {first.common_name} expired {_days(a.now - first.not_after)} ago ({_date(first.not_after)})"
+        )
+        if len(expired) > 1:
+            title += f", and {len(expired) - 1} more on the path"
+        return Verdict(Status.FAIL, title, ctx.about(*expired))
+    return Verdict(
+        Status.PASS,
+        f"No certificate on the path has expired (leaf valid until {_date(a.leaf.not_after)})",
+        ctx.about(a.leaf),
+    )
+
+
+def _not_yet_valid(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    early = [c for c in a.judged if c.not_before > a.now]
+    if early:
+        first = early[0]
+        return Verdict(
+            Status.FAIL,
+            f"Certificate {first.common_name} is not valid until {_date(first.not_before)} "
+            f"(in {_days(first.not_before - a.now)}): a clock is wrong, or it was issued post-dated",
+            (*ctx.about(*early), ctx.fact("judged at", a.now.strftime("%Y-%m-%d %H:%M UTC"))),
+        )
+    return Verdict(Status.PASS, "Every certificate on the path is already valid", ctx.about(a.leaf))
+
+
+def _expires_soon(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    soon = [c for c in a.judged if a.now <= c.not_after <= a.now + ctx.expires_soon]
+    threshold = ctx.fact("threshold", f"{ctx.expires_soon.days} days")
+    if soon:
+        first = min(soon, key=lambda c: c.not_after)
+        return Verdict(
+            Status.WARN,
+            f"Certificate {first.common_name} expires in {_days(first.not_after - a.now)} ({_date(first.not_after)})",
+            (*ctx.about(*soon), threshold),
+        )
+    valid = [c for c in a.judged if c.not_after >= a.now]
+    if not valid:
+        return Verdict(Status.PASS, "Nothing left to expire soon: see cert.expired", (threshold,))
+    first = min(valid, key=lambda c: c.not_after)
+    return Verdict(
+        Status.PASS,
+        f"The first certificate on the path to expire, {first.common_name}, lasts "
+        f"{_days(first.not_after - a.now)} more",
+        (*ctx.about(first), threshold),
+    )
+
+
+def _name_mismatch(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    match = a.name
+    assert match is not None
+    facts = (
+        ctx.fact("name connected to", match.server_name),
+        ctx.fact("names in the certificate", ", ".join(match.presented) or "none"),
+    )
+    if not match.matched:
+        return Verdict(
+            Status.FAIL,
+            f"{match.server_name} is not a name in the certificate "
+            f"(it names {', '.join(match.presented) or 'nothing'})",
+            (*facts, *ctx.about(a.leaf)),
+        )
+    if not a.leaf.has_san:
+        return Verdict(
+            Status.WARN,
+            f"{match.server_name} matches only the subject CN: the certificate has no subjectAltName "
+            "(Windows accepts it; browsers and non-Windows RD clients do not)",
+            (*facts, *ctx.about(a.leaf)),
+        )
+    return Verdict(Status.PASS, f"The certificate names {match.server_name} ({match.via})", facts)
+
+
+def _explained(ctx: _Context) -> bool:
+    """Whether another cert.* check already reports why a strict validator rejects the chain."""
+    a = ctx.analysis
+    return bool(
+        any(c.not_after < a.now or c.not_before > a.now for c in a.judged)
+        or (a.name is not None and (not a.name.matched or not a.leaf.has_san))
+        or _eku_problems(a)
+        or any(weak_signature(c) for c in a.judged)
+        or any(weak_key(c) for c in a.judged)
+        or a.path_end is not PathEnd.TRUSTED
+        or a.rfc5280_error
+    )
+
+
+def _untrusted(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    store = ctx.fact("trust store", a.trust_label)
+    last = a.path[-1]
+    if a.path_end is PathEnd.MISSING_ISSUER:
+        return Verdict(
+            Status.UNKNOWN,
+            f"Trust cannot be judged: the path stops at {last.common_name}, whose issuer was not sent "
+            "(see cert.chain-incomplete)",
+            (store, ctx.fact("missing issuer", a.missing_issuer), *ctx.about(last)),
+        )
+    if a.path_end is PathEnd.TOO_LONG:
+        return Verdict(
+            Status.FAIL,
+            f"The path from {a.leaf.common_name} is longer than {len(a.path) - 1} certificates (a loop?)",
+            (store, *ctx.about(a.leaf)),
+        )
+    if a.path_end is PathEnd.UNTRUSTED_ROOT:
+        if len(a.path) == 1:
+            title = f"The self-signed certificate {last.common_name} is not trusted here"
+        else:
+            title = f"The chain ends at {last.common_name}, a root that is not trusted here"
+        return Verdict(Status.FAIL, title, (store, *ctx.about(last)))
+    anchor = a.anchor
+    assert anchor is not None
+    path = ctx.fact("path", " > ".join(c.common_name for c in reversed(a.path)))
+    if a.rfc5280_error:
+        return Verdict(
+            Status.FAIL,
+            f"The path to {anchor.common_name} breaks RFC 5280: {a.rfc5280_error}",
+            (store, path, *ctx.about(anchor)),
+        )
+    if a.strict_error and not a.rfc5280_note and not _explained(ctx):
+        return Verdict(
+            Status.FAIL,
+            f"RFC 5280 validation rejects the chain: {a.strict_error}",
+            (store, path, *ctx.about(anchor)),
+        )
+    notes = (ctx.fact("note", a.rfc5280_note),) if a.rfc5280_note else ()
+    return Verdict(Status.PASS, f"The chain leads to the trusted root {anchor.common_name}", (store, path, *notes))
+
+
+def _chain_incomplete(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    last = a.path[-1]
+    if a.path_end is PathEnd.MISSING_ISSUER:
+        urls = ", ".join(a.missing_issuer_urls)
+        title = f"{last.common_name}'s issuer {a.missing_issuer} is not sent"
+        title += f" (AIA: {urls})" if urls else " and the certificate has no AIA URL to fetch it from"
+        evidence = [
+            ctx.fact("missing issuer", a.missing_issuer),
+            ctx.fact("AIA caIssuers", urls or "none"),
+            *ctx.about(last),
+        ]
+        evidence += [ctx.fact("near miss", m) for m in a.near_misses]
+        return Verdict(Status.FAIL, title, tuple(evidence))
+    end = "a trusted root" if a.path_end is PathEnd.TRUSTED else "a root"
+    return Verdict(
+        Status.PASS,
+        f"The certificates sent lead to {end} ({last.common_name})",
+        (ctx.fact("sent", f"{len(a.sent)} certificate(s)"),),
+    )
+
+
+def _self_signed(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    leaf = a.leaf
+    if leaf.self_signed:
+        trusted = " (it is in the trust store, so trusted here only)" if a.path_end is PathEnd.TRUSTED else ""
+        return Verdict(Status.WARN, f"The certificate {leaf.common_name} is self-signed{trusted}", ctx.about(leaf))
+    return Verdict(Status.PASS, f"The certificate is issued by {leaf.issuer}", ctx.about(leaf))
+
+
+def _signed_certs(a: ChainAnalysis) -> tuple[CertInfo, ...]:
+    """Certificates whose signature a client checks: the path without a self-signed root at its end."""
+    path = a.path
+    if len(path) > 1 and path[-1].self_signed:
+        return path[:-1]
+    if len(path) == 1 and path[0].self_signed and a.path_end is PathEnd.TRUSTED:
+        return ()
+    return path
+
+
+def _weak_signature(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    weak = [(c, r) for c in _signed_certs(a) if (r := weak_signature(c))]
+    if weak:
+        c, reason = weak[0]
+        return Verdict(
+            Status.FAIL,
+            f"Certificate {c.common_name} is {reason}",
+            tuple(e for c, r in weak for e in (ctx.fact(c.common_name, r), *ctx.about(c))),
+        )
+    algorithms = sorted({c.signature_algorithm for c in _signed_certs(a)})
+    return Verdict(
+        Status.PASS,
+        "Certificates are signed with strong hashes",
+        (ctx.fact("signature algorithms", ", ".join(algorithms) or "none checked"),),
+    )
+
+
+def _weak_key(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    weak = [(c, r) for c in a.judged if (r := weak_key(c))]
+    if weak:
+        c, reason = weak[0]
+        return Verdict(
+            Status.FAIL,
+            f"Certificate {c.common_name} has a weak {reason}",
+            tuple(e for c, r in weak for e in (ctx.fact(c.common_name, r), *ctx.about(c))),
+        )
+    return Verdict(
+        Status.PASS,
+        f"Keys are large enough (leaf {a.leaf.key})",
+        (ctx.fact("keys", ", ".join(f"{c.common_name}: {c.key}" for c in a.judged)),),
+    )
+
+
+def _eku_problems(a: ChainAnalysis) -> list[tuple[CertInfo, str]]:
+    problems = []
+    for c in a.path[:-1] if a.path_end is PathEnd.TRUSTED and len(a.path) > 1 else a.path:
+        if c.eku is not None and not SERVER_AUTH_OIDS.intersection(c.eku):
+            problems.append((c, ", ".join(c.eku_names) or "empty"))
+    return problems
+
+
+def _no_server_auth_eku(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    problems = _eku_problems(a)
+    if problems:
+        c, ekus = problems[0]
+        who = "The certificate" if c is a.leaf else f"Issuing CA {c.common_name}"
+        return Verdict(
+            Status.FAIL,
+            f"{who} is limited to {ekus}: no Server Authentication",
+            tuple(e for c, k in problems for e in (ctx.fact(f"{c.common_name} EKU", k), *ctx.about(c))),
+        )
+    leaf_eku = ", ".join(a.leaf.eku_names) if a.leaf.eku is not None else "no EKU extension (any purpose)"
+    return Verdict(Status.PASS, f"The certificate allows Server Authentication ({leaf_eku})", ())
+
+
+def _chain_order(ctx: _Context) -> Verdict:
+    a = ctx.analysis
+    sent = ctx.fact("sent", ", ".join(f"#{i} {c.common_name}" for i, c in enumerate(a.sent, 1)))
+    if a.order_problems:
+        return Verdict(
+            Status.WARN,
+            f"The chain is not sent in order: {a.order_problems[0]}",
+            (sent, *(ctx.fact("problem", p) for p in a.order_problems)),
+        )
+    return Verdict(Status.PASS, "The chain is sent in order", (sent,))
+
+
+_DECIDE: dict[str, Callable[[_Context], Verdict]] = {
+    EXPIRED.id: _expired,
+    NOT_YET_VALID.id: _not_yet_valid,
+    EXPIRES_SOON.id: _expires_soon,
+    NAME_MISMATCH.id: _name_mismatch,
+    UNTRUSTED.id: _untrusted,
+    CHAIN_INCOMPLETE.id: _chain_incomplete,
+    SELF_SIGNED.id: _self_signed,
+    WEAK_SIGNATURE.id: _weak_signature,
+    WEAK_KEY.id: _weak_key,
+    NO_SERVER_AUTH_EKU.id: _no_server_auth_eku,
+    CHAIN_ORDER.id: _chain_order,
+}
+
+
+def _result(meta: CheckMeta, verdict: Verdict, host: str, endpoint: str, vantage: str) -> CheckResult:
+    return CheckResult(
+        id=meta.id,
+        status=verdict.status,
+        severity=meta.severity,
+        title=verdict.title,
+        host=host,
+        evidence=(Evidence("endpoint", endpoint, vantage), *verdict.evidence),
+        remediation=meta.remediation,
+        references=meta.references,
+        endpoint=endpoint,
+    )
+
+
+def chain_results(
+    analysis: ChainAnalysis,
+    *,
+    host: str,
+    endpoint: str,
+    vantage: str,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+) -> tuple[CheckResult, ...]:
+    """One result per cert.* check for an analysed chain, in catalogue order."""
+    if expires_soon_days < 0:
+        raise ValueError("expires_soon_days must not be negative")
+    ctx = _Context(analysis, vantage, datetime.timedelta(days=expires_soon_days))
+    return tuple(_result(meta, _DECIDE[meta.id](ctx), host, endpoint, vantage) for meta in CHECKS)
+
+
+def unknown_results(reason: str, *, host: str, endpoint: str, vantage: str) -> tuple[CheckResult, ...]:
+    """Every cert.* check as unknown, with why no chain could be judged (never a pass)."""
+    why = Evidence("why unknown", reason, vantage)
+    return tuple(
+        _result(meta, Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why,)), host, endpoint, vantage)
+        for meta in CHECKS
+    )
+
+
+def evaluate_chain(
+    chain: Sequence[bytes],
+    *,
+    server_name: str,
+    trust: TrustStore,
+    now: datetime.datetime,
+    host: str,
+    endpoint: str,
+    vantage: str,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+) -> tuple[CheckResult, ...]:
+    """Analyse a chain as sent and judge it; an empty or unreadable chain gives unknown results."""
+    try:
+        analysis = analyse_chain(chain, server_name=server_name, trust=trust, now=now)
+    except CertificateError as exc:
+        return unknown_results(str(exc), host=host, endpoint=endpoint, vantage=vantage)
+    return chain_results(analysis, host=host, endpoint=endpoint, vantage=vantage, expires_soon_days=expires_soon_days)

@@ -1,0 +1,364 @@
+"""``collect check-tls`` and ``collect check-rdp``: one endpoint, from this workstation, no WinRM.
+
+For the incident responder who needs an answer in seconds: connect to the gateway's 443 or the
+session host's 3389 from here, capture what it serves, and judge it with the same checks a full
+collection uses. Problems first, one line per check, then the certificate chain as sent.
+
+Exit codes as for a collection: 0 nothing at or above --fail-on, 1 a problem at or above it (a
+refused connection or a timeout included: they are ``net.tcp-blocked`` results), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from collector import certs
+from collector.checks import Verdict
+from collector.checks import certs as cert_checks
+from collector.checks import endpoints as ep
+from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, WHERE_BOUND, CheckMeta
+from collector.model import CheckResult, Severity, Status, to_dict
+from collector.probes.rdg_http import probe_rdg_http
+from collector.probes.rdp import NLA_PROTOCOLS, PROTOCOL_SSL, probe_rdp
+from collector.probes.tcp import DEFAULT_TIMEOUT_S
+from collector.probes.tls import TlsHandshake, probe_tls
+
+VANTAGE = "workstation"
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class _Usage(Exception):
+    """A usage error inside these commands: exit 2 with a one-line message."""
+
+
+@dataclass(frozen=True)
+class EndpointReport:
+    """What one check-tls / check-rdp run found, ready to print or to serialise."""
+
+    command: str
+    """``check-tls`` or ``check-rdp``."""
+    endpoint: str
+    """``name:port`` as the results name it."""
+    address: str
+    """What was connected to (``--address``, or the name)."""
+    results: tuple[CheckResult, ...]
+    """Every check, in catalogue order."""
+    handshake: TlsHandshake | None
+    """The TLS handshake whose chain was judged; None when there was none."""
+    chain: tuple[certs.CertInfo, ...]
+    """The chain as sent, parsed (empty when none was captured or it could not be parsed)."""
+    trust_label: str
+    """The trust store the chain was judged against."""
+    connection_problem: str
+    """One line when the endpoint could not be probed as intended (refused, timeout, not TLS...)."""
+
+
+def _results(pairs: Sequence[tuple[CheckMeta, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
+    return [ep.result(meta, verdict, host=host, endpoint=endpoint, vantage=VANTAGE) for meta, verdict in pairs]
+
+
+def _chain_results(
+    handshake: TlsHandshake | None,
+    why_none: str,
+    *,
+    name: str,
+    endpoint: str,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int,
+) -> tuple[tuple[CheckResult, ...], tuple[certs.CertInfo, ...]]:
+    if handshake is None or not handshake.ok:
+        reason = why_none if handshake is None else "no TLS handshake (see net.tls-handshake)"
+        return cert_checks.unknown_results(reason, host=name, endpoint=endpoint, vantage=VANTAGE), ()
+    results = cert_checks.evaluate_chain(
+        handshake.chain,
+        server_name=name,
+        trust=trust,
+        now=now,
+        host=name,
+        endpoint=endpoint,
+        vantage=VANTAGE,
+        expires_soon_days=expires_soon_days,
+    )
+    try:
+        chain = tuple(certs.cert_info(c) for c in certs.parse_chain(handshake.chain))
+    except certs.CertificateError:
+        chain = ()
+    return results, chain
+
+
+def check_tls(
+    name: str,
+    *,
+    address: str | None,
+    port: int,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> EndpointReport:
+    """Probe a TLS endpoint (an RD Gateway's 443): TCP, TLS, the chain, the gateway's HTTP transport."""
+    endpoint = f"{name}:{port}"
+    tls = probe_tls(name, address, port, timeout)
+    results = _results(ep.tls_verdicts(tls, VANTAGE), host=name, endpoint=endpoint)
+    chain_results, chain = _chain_results(
+        tls.handshake,
+        "no TCP connection",
+        name=name,
+        endpoint=endpoint,
+        trust=trust,
+        now=now,
+        expires_soon_days=expires_soon_days,
+    )
+    results += chain_results
+    if tls.ok:
+        transport = ep.rdg_http_verdict(probe_rdg_http(name, address, port, timeout), VANTAGE)
+    else:
+        transport = ep.unknown(ep.RDG_HTTP_TRANSPORT, "no TLS connection", VANTAGE)
+    results += _results([(ep.RDG_HTTP_TRANSPORT, transport)], host=name, endpoint=endpoint)
+    problem = "" if tls.ok else tls.reason
+    return EndpointReport(
+        "check-tls", endpoint, address or name, tuple(results), tls.handshake, chain, trust.label, problem
+    )
+
+
+def check_rdp(
+    name: str,
+    *,
+    address: str | None,
+    port: int,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> EndpointReport:
+    """Probe an RDP listener (a session host's 3389): TCP, negotiation, TLS, the chain, NLA enforcement."""
+    endpoint = f"{name}:{port}"
+    probe = probe_rdp(name, address, port, timeout)
+    nla_probe = None
+    if probe.negotiation is not None and probe.negotiation.selected_protocol in NLA_PROTOCOLS:
+        nla_probe = probe_rdp(name, address, port, timeout, requested=PROTOCOL_SSL)
+    results = _results(ep.rdp_verdicts(probe, nla_probe, VANTAGE), host=name, endpoint=endpoint)
+    if not probe.tcp.connected:
+        why = "no TCP connection"
+    elif probe.negotiation is None:
+        why = "no negotiation answer"
+    else:
+        why = f"no TLS: the listener answered {probe.negotiation.describe()}"
+    chain_results, chain = _chain_results(
+        probe.tls, why, name=name, endpoint=endpoint, trust=trust, now=now, expires_soon_days=expires_soon_days
+    )
+    results += chain_results
+    if not probe.tcp.connected:
+        problem = probe.tcp.reason
+    elif probe.negotiation is None:
+        problem = probe.reason
+    elif probe.tls is not None and not probe.tls.ok:
+        problem = f"TLS after the negotiation failed: {probe.tls.reason}"
+    else:
+        problem = ""
+    return EndpointReport(
+        "check-rdp", endpoint, address or name, tuple(results), probe.tls, chain, trust.label, problem
+    )
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def ordered(results: Sequence[CheckResult]) -> list[CheckResult]:
+    """Problems first (fail, warn, unknown, pass), the most severe first within each status."""
+    return sorted(results, key=lambda r: (-r.status.rank, -r.severity.rank))
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _level(result: CheckResult) -> Severity:
+    """The level shown for a result: a warn counts at most as a warning (as --fail-on counts it)."""
+    if result.status is Status.WARN and result.severity is Severity.CRITICAL:
+        return Severity.WARNING
+    return result.severity
+
+
+def render_text(report: EndpointReport) -> str:
+    """The readable verdict: one line per check (problems first), the chain, then what to do."""
+    lines = [f"{report.command} {report.endpoint} from {VANTAGE} (connecting to {report.address})", ""]
+    width = max(len(r.id) for r in report.results)
+    for r in ordered(report.results):
+        status = r.status.value.upper() if r.is_problem else r.status.value
+        lines.append(f"{status:7} {_level(r).value:8} {r.id:{width}}  {r.title}")
+    lines.append("")
+    hs = report.handshake
+    if report.chain and hs is not None:
+        lines.append(f"Certificate chain as sent ({hs.protocol}, {hs.cipher}):")
+        rows = [["#", "subject", "issuer", "thumbprint (SHA-1)", "valid from", "valid until", "key", "signature"]]
+        for i, c in enumerate(report.chain, 1):
+            rows.append(
+                [
+                    str(i),
+                    c.subject,
+                    c.issuer,
+                    c.thumbprint,
+                    c.not_before.strftime("%Y-%m-%d"),
+                    c.not_after.strftime("%Y-%m-%d"),
+                    c.key,
+                    c.signature_algorithm,
+                ]
+            )
+        lines += _table(rows)
+        lines.append(f"  trust store: {report.trust_label}")
+    else:
+        lines.append("No certificate chain was captured.")
+    problems = [r for r in ordered(report.results) if r.is_problem]
+    if problems:
+        lines += ["", "What to do:"]
+        bound = False
+        seen: set[str] = set()
+        for r in problems:
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            text = r.remediation
+            if WHERE_BOUND in text:
+                text, bound = text.replace(WHERE_BOUND, "").rstrip(), True
+            lines.append(f"- {r.id}: " + text.replace("\n", "\n    "))
+        if bound:
+            lines.append(WHERE_BOUND)
+    return "\n".join(lines)
+
+
+def render_json(report: EndpointReport) -> str:
+    """The results as a JSON list, derived from the CheckResult type (every field, enums as values)."""
+    return json.dumps([to_dict(r) for r in report.results], indent=2)
+
+
+def exit_code(results: Sequence[CheckResult], fail_on: Severity) -> int:
+    """1 when a result counts at or above ``fail_on`` (a warn counts at most as warning), else 0."""
+    from collector.cli import counted_severity  # at call time: collector.cli imports this module
+
+    for result in results:
+        level = counted_severity(result)
+        if level is not None and level.rank >= fail_on.rank:
+            return EXIT_FOUND
+    return EXIT_OK
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _parser(command: str, default_port: int, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"collect {command}",
+        description=description,
+        epilog="Exit codes: 0 nothing at or above --fail-on, 1 problems found, 2 usage error.",
+    )
+    parser.add_argument("name", metavar="NAME", help="the name clients use (sent as SNI, checked in the certificate)")
+    parser.add_argument("--address", help="connect to this address instead of resolving NAME")
+    parser.add_argument("--port", type=int, default=default_port, help=f"TCP port (default: {default_port})")
+    parser.add_argument(
+        "--ca-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="CA certificates to trust besides the system store (internal PKI); repeatable",
+    )
+    parser.add_argument(
+        "--expires-soon-days",
+        type=int,
+        default=DEFAULT_EXPIRES_SOON_DAYS,
+        metavar="N",
+        help=f"warn when a certificate expires within N days (default: {DEFAULT_EXPIRES_SOON_DAYS})",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=[s.value for s in Severity],
+        default="critical",
+        help="exit 1 when a problem at or above this severity is found (default: critical)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"budget for each probe: resolve, connect, handshake, answer (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--json", action="store_true", help="print the check results as JSON")
+    return parser
+
+
+def _validated(args: argparse.Namespace) -> certs.TrustStore:
+    if not args.name.strip() or any(ch.isspace() for ch in args.name):
+        raise _Usage(f"NAME must be a host name or address, not {args.name!r}")
+    if args.address is not None and (not args.address.strip() or any(ch.isspace() for ch in args.address)):
+        raise _Usage(f"--address must be a host name or address, not {args.address!r}")
+    if not 1 <= args.port <= 65535:
+        raise _Usage(f"--port must be between 1 and 65535, not {args.port}")
+    if args.expires_soon_days < 0:
+        raise _Usage(f"--expires-soon-days must not be negative, not {args.expires_soon_days}")
+    if not args.timeout > 0:
+        raise _Usage(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    try:
+        return certs.workstation_trust(args.ca_file)
+    except certs.CertificateError as exc:
+        raise _Usage(f"--ca-file: {exc}") from None
+
+
+def _run(
+    command: str,
+    argv: Sequence[str],
+    default_port: int,
+    description: str,
+    probe: Callable[..., EndpointReport],
+) -> int:
+    args = _parser(command, default_port, description).parse_args(argv)
+    try:
+        trust = _validated(args)
+    except _Usage as exc:
+        print(f"collect {command}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    report = probe(
+        args.name,
+        address=args.address,
+        port=args.port,
+        trust=trust,
+        now=datetime.datetime.now(datetime.UTC),
+        expires_soon_days=args.expires_soon_days,
+        timeout=args.timeout,
+    )
+    print(render_json(report) if args.json else render_text(report), flush=True)
+    if report.connection_problem:
+        print(f"collect {command}: {report.endpoint}: {report.connection_problem}", file=sys.stderr, flush=True)
+    return exit_code(report.results, Severity(args.fail_on))
+
+
+def cmd_check_tls(argv: Sequence[str]) -> int:
+    """``collect check-tls NAME``: an RD Gateway (or any TLS endpoint) as this workstation sees it."""
+    return _run(
+        "check-tls",
+        argv,
+        443,
+        "Check a TLS endpoint (an RD Gateway's 443) from this workstation: TCP, TLS handshake, the "
+        "certificate chain (expiry, name, trust, completeness, order, EKU, key, signature) and the RD "
+        "Gateway HTTP transport's answer. No WinRM, no credentials.",
+        check_tls,
+    )
+
+
+def cmd_check_rdp(argv: Sequence[str]) -> int:
+    """``collect check-rdp NAME``: a session host's RDP listener as this workstation sees it."""
+    return _run(
+        "check-rdp",
+        argv,
+        3389,
+        "Check an RDP listener (a session host's 3389) from this workstation: TCP, the X.224 "
+        "negotiation (TLS, NLA, classic RDP security), the TLS handshake and the listener's certificate "
+        "chain. No logon is attempted and no credential is sent.",
+        check_rdp,
+    )
