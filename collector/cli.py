@@ -266,7 +266,9 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="read --host's password from this environment variable (else prompt)",
     )
-    target.add_argument("--ca-file", help="CA bundle that issued the hosts' WinRM HTTPS certificates")
+    target.add_argument("--ca-file", help="CA bundle that issued the hosts' certificates (WinRM, gateway, RDP)")
+    target.add_argument("--rdp-port", type=int, help="where --host's RDP listener is probed from here (default 3389)")
+    target.add_argument("--gateway-port", type=int, help="where --host's gateway HTTPS is probed (default 443)")
     _common_run_options(parser, "collect-output")
     parser.add_argument(
         "--user-context",
@@ -281,7 +283,17 @@ def _single_host_inventory(args: argparse.Namespace) -> inventory.Inventory:
     if not args.role:
         raise UsageError("--host needs at least one --role (client, gateway or session_host)")
     host: dict[str, object] = {"name": args.host, "roles": args.role}
-    for option in ("address", "port", "transport", "auth", "username", "password_env", "ca_file"):
+    for option in (
+        "address",
+        "port",
+        "transport",
+        "auth",
+        "username",
+        "password_env",
+        "ca_file",
+        "rdp_port",
+        "gateway_port",
+    ):
         value = getattr(args, option)
         if value is not None:
             host[option] = value
@@ -414,28 +426,27 @@ def cmd_rules(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="collect rules", description="List the check catalogue.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    catalogue = checks.catalogue()
+    entries = checks.rules()
     if args.json:
         print(
             json.dumps(
                 [
                     {
-                        "id": c.id,
-                        "title": c.title,
-                        "severity": c.severity.value,
-                        "roles": sorted(r.value for r in c.roles),
-                        "needs": list(c.needs),
-                        "remediation": c.remediation,
-                        "references": list(c.references),
+                        "id": e.id,
+                        "title": e.title,
+                        "severity": e.severity.value,
+                        "vantage": list(e.vantage),
+                        "remediation": e.remediation,
+                        "references": list(e.references),
                     }
-                    for c in catalogue
+                    for e in entries
                 ],
                 indent=2,
             )
         )
     else:
-        for c in catalogue:
-            print(f"{c.id:28} {c.severity.value:9} {c.title}")
+        for e in entries:
+            print(f"{e.id:28} {e.severity.value:9} {e.title}  [{', '.join(e.vantage)}]")
     return EXIT_OK
 
 

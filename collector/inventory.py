@@ -76,6 +76,8 @@ class _Settings(BaseModel):
     host_deadline: PositiveSeconds | None = None
     spn_service: str | None = None
     delegate: bool | None = None
+    rdp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    gateway_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     @field_validator("spn_service")
     @classmethod
@@ -399,6 +401,8 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
                 host_deadline_s=s.get("host_deadline", 120.0),
                 spn_service=s.get("spn_service", "HTTP"),
                 delegate=s.get("delegate", False),
+                rdp_port=s.get("rdp_port", 3389),
+                gateway_port=s.get("gateway_port", 443),
                 gateway=host.gateway or "",
                 session_hosts=tuple(
                     dict.fromkeys(host.session_hosts + brokered.get(host.name.lower(), []))

@@ -103,6 +103,8 @@ class HostTarget:
     host_deadline_s: float = 120.0
     spn_service: str = "HTTP"  # Kerberos asks for <spn_service>/<name>, as Invoke-Command does
     delegate: bool = False  # forward a Kerberos TGT to the host (second hop); explicit opt-in
+    rdp_port: int = 3389  # the session host's RDP listener, probed from the workstation
+    gateway_port: int = 443  # the gateway's HTTPS transport, probed from the workstation
     gateway: str = ""
     session_hosts: tuple[str, ...] = ()
     group: str = ""
@@ -116,6 +118,10 @@ class HostFacts:
     probes: Mapping[str, ProbeResult] = field(default_factory=dict)
     problems: Sequence[CollectionProblem] = ()
     planned: Sequence[str] = ()  # the probes the runner meant to run for this host's roles
+    # The workstation's own probes of the host's endpoints (TLS on the gateway port, RDP on the
+    # listener): what was seen, per endpoint, and the checks judged on it at collection time.
+    endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    endpoint_results: Sequence[CheckResult] = ()
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
@@ -260,6 +266,8 @@ def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
             for p in d.get("problems", ())
         ),
         planned=tuple(d.get("planned", ())),
+        endpoints=d.get("endpoints", {}),
+        endpoint_results=tuple(_check_from_dict(c) for c in d.get("endpoint_results", ())),
         started=d.get("started", ""),
         finished=d.get("finished", ""),
         duration_s=d.get("duration_s", 0.0),

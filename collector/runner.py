@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collector import checks, contract, scripts
+from collector import checks, contract, scripts, workstation
 from collector.checks.services import services_for
 from collector.credentials import Secret
 from collector.model import (
+    CheckResult,
     CollectionFailure,
     CollectionProblem,
     HostFacts,
@@ -98,6 +99,7 @@ class _Progress:
         self._lock = threading.Lock()
         self._probes: dict[str, ProbeResult] = {}
         self._problems: list[CollectionProblem] = []
+        self._endpoints: tuple[Mapping[str, Mapping[str, Any]], tuple[CheckResult, ...]] = ({}, ())
 
     def add_probe(self, result: ProbeResult) -> None:
         with self._lock:
@@ -107,9 +109,17 @@ class _Progress:
         with self._lock:
             self._problems.append(problem)
 
+    def set_endpoints(self, endpoints: Mapping[str, Mapping[str, Any]], results: tuple[CheckResult, ...]) -> None:
+        with self._lock:
+            self._endpoints = (endpoints, results)
+
     def snapshot(self) -> tuple[dict[str, ProbeResult], list[CollectionProblem]]:
         with self._lock:
             return dict(self._probes), list(self._problems)
+
+    def endpoints(self) -> tuple[Mapping[str, Mapping[str, Any]], tuple[CheckResult, ...]]:
+        with self._lock:
+            return self._endpoints
 
 
 def collect_host(
@@ -137,12 +147,17 @@ def collect_host(
                         progress.add_problem(CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe))
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
+    # The workstation's own view of the host's endpoints, whether or not WinRM worked.
+    progress.set_endpoints(*workstation.probe_endpoints(target))
     probes, problems = progress.snapshot()
+    endpoints, endpoint_results = progress.endpoints()
     return HostFacts(
         target=target,
         probes=probes,
         problems=tuple(problems),
         planned=tuple(c.probe for c in calls),
+        endpoints=endpoints,
+        endpoint_results=endpoint_results,
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),
@@ -151,6 +166,7 @@ def collect_host(
 
 def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float) -> HostFacts:
     probes, problems = progress.snapshot()
+    endpoints, endpoint_results = progress.endpoints()
     problems.append(
         CollectionProblem(
             CollectionFailure.TIMEOUT,
@@ -163,6 +179,8 @@ def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float)
         probes=probes,
         problems=tuple(problems),
         planned=tuple(c.probe for c in plan(target)),
+        endpoints=endpoints,
+        endpoint_results=endpoint_results,
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),

@@ -132,7 +132,7 @@ def catalogue() -> tuple[Check, ...]:
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """All results for one host: collection problems first, then each applicable check."""
-    results = _collection_results(facts)
+    results = _collection_results(facts) + list(facts.endpoint_results)
     for check in checks if checks is not None else catalogue():
         if not check.applies_to(facts.target.roles) or _not_applicable(facts, check.needs):
             continue
@@ -160,3 +160,45 @@ def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[Ch
             )
         )
     return results
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One check id as `collect rules` documents it, whichever vantage points produce it."""
+
+    id: str
+    title: str
+    severity: Severity
+    vantage: tuple[str, ...]  # "WinRM (roles ...)" and/or "workstation"
+    remediation: str
+    references: tuple[str, ...]
+
+
+def rules() -> list[CatalogueEntry]:
+    """Every check id: the host checks over WinRM facts, then those judged from the workstation's
+    own probes (endpoints, certificate chains). An id produced from both places is listed once."""
+    from collector.checks import certs, endpoints
+
+    entries: dict[str, CatalogueEntry] = {}
+    for failure in CollectionFailure:
+        cid = f"collect.{failure.value}"
+        entries[cid] = CatalogueEntry(
+            cid, COLLECTION_TITLES[failure], Severity.CRITICAL, ("collector",), COLLECTION_REMEDIATION[failure], ()
+        )
+    for check in catalogue():
+        roles = ", ".join(sorted(r.value for r in check.roles))
+        entries[check.id] = CatalogueEntry(
+            check.id, check.title, check.severity, (f"WinRM ({roles})",), check.remediation, check.references
+        )
+    workstation = [m for m in vars(endpoints).values() if isinstance(m, certs.CheckMeta)] + list(certs.CHECKS)
+    for meta in workstation:
+        if meta.id in entries:
+            old = entries[meta.id]
+            entries[meta.id] = CatalogueEntry(
+                old.id, old.title, old.severity, (*old.vantage, "workstation"), old.remediation, old.references
+            )
+        else:
+            entries[meta.id] = CatalogueEntry(
+                meta.id, meta.title, meta.severity, ("workstation",), meta.remediation, meta.references
+            )
+    return list(entries.values())

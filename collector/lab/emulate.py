@@ -41,6 +41,10 @@ class LabCertificate:
         """SHA-1 of the DER, upper-case hex: how Windows names a certificate."""
         return hashlib.sha1(self.chain_der[0]).hexdigest().upper()  # noqa: S324 - an identifier, not security
 
+    @property
+    def chain_thumbprints(self) -> tuple[str, ...]:
+        return tuple(hashlib.sha1(d).hexdigest().upper() for d in self.chain_der)  # noqa: S324
+
     @classmethod
     def from_pem(cls, chain_pem: bytes) -> LabCertificate:
         certs = x509.load_pem_x509_certificates(chain_pem)
@@ -230,8 +234,9 @@ class LabView:
     addresses: Mapping[str, Sequence[str]]  # DNS as this host resolves it
     open_ports: frozenset[tuple[str, int]]  # (name, port) a TCP connect succeeds to
     certificates: Mapping[str, LabCertificate]
-    gateway_chain: LabCertificate | None  # the chain this client receives from its gateway
+    gateway_chain: LabCertificate | None  # the chain this client builds for its gateway (root included if found)
     trusted_roots: Sequence[str]  # thumbprints in this host's root store
+    gateway_trusted: bool = True  # whether this client's own chain validation accepts the gateway
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -335,8 +340,7 @@ def _client_tls(data: dict[str, Any], parameters: Mapping[str, Any], view: LabVi
         seen["error"] = "A connection attempt failed because the connected party did not properly respond"
     else:
         chain = view.gateway_chain
-        root = hashlib.sha1(chain.chain_der[-1]).hexdigest().upper()  # noqa: S324
-        trusted = root in view.trusted_roots
+        trusted = view.gateway_trusted
         seen.update(
             connected=True,
             protocol="Tls12",

@@ -8,6 +8,7 @@ output, so the lab cannot drift from what the scripts produce.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from collector import contract, scripts
 from collector.contract import ServiceInfo
 from collector.lab import emulate
 from collector.lab.emulate import LabCertificate, LabView
-from collector.lab.pki import LabCA
+from collector.lab.endpoints import GatewayServer, RdpListenerServer
+from collector.lab.pki import VARIANTS, LabChain
+from collector.lab.pki import LabPKI as TwoTierPKI
 from collector.lab.wsman import Invocation, InvocationResult, WSManServer
 
 LAB_USER = "LAB\\collector"
@@ -78,8 +81,16 @@ class _ScenarioHost(_Model):
     events: list[_Event] = []
     blocked: list[str] = []  # "name:port" this host cannot connect to
     unresolved: list[str] = []  # names this host's DNS does not know
-    listener_certificate: Literal["lab", "self-signed"] = "lab"
+    gateway_certificate: str = "good"  # a lab PKI variant (collector.lab.pki.VARIANTS)
+    listener_certificate: str = "good"
     ssl_inspection: Literal["none", "trusted", "untrusted"] = "none"
+
+    @field_validator("gateway_certificate", "listener_certificate")
+    @classmethod
+    def _known_variant(cls, value: str) -> str:
+        if value not in VARIANTS:
+            raise ValueError(f"must be one of {', '.join(VARIANTS)}")
+        return value
 
 
 class _Scenario(_Model):
@@ -103,7 +114,8 @@ class ScenarioHost:
     events: tuple[Mapping[str, Any], ...] = ()
     blocked: tuple[str, ...] = ()
     unresolved: tuple[str, ...] = ()
-    listener_certificate: str = "lab"
+    gateway_certificate: str = "good"
+    listener_certificate: str = "good"
     ssl_inspection: str = "none"
 
 
@@ -152,6 +164,7 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
             events=tuple(e.model_dump() for e in h.events),
             blocked=tuple(h.blocked),
             unresolved=tuple(h.unresolved),
+            gateway_certificate=h.gateway_certificate,
             listener_certificate=h.listener_certificate,
             ssl_inspection=h.ssl_inspection,
         )
@@ -163,46 +176,48 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
 
 
 @dataclass(frozen=True)
-class LabPKI:
-    """The lab's CAs and the certificates each host holds, made once at start."""
+class FleetCertificates:
+    """The lab's two-tier PKI and the chains each host holds or serves, made once at start."""
 
-    ca: LabCA
-    inspection_ca: LabCA
-    certificates: Mapping[str, Mapping[str, LabCertificate]]  # host -> kind -> certificate
-    inspected: Mapping[str, LabCertificate]  # gateway -> chain a TLS-inspecting middlebox presents
+    pki: TwoTierPKI
+    chains: Mapping[str, Mapping[str, LabChain]]  # host -> kind (server, other, listener, winrm) -> chain
+    inspected: Mapping[str, LabChain]  # gateway -> the chain a TLS-inspecting middlebox presents
 
     @classmethod
-    def create(cls, hosts: Sequence[ScenarioHost]) -> LabPKI:
-        ca = LabCA.create("Collector Lab Root CA")
-        inspection = LabCA.create("Contoso Web Inspection CA")
-        certificates: dict[str, dict[str, LabCertificate]] = {}
-        inspected: dict[str, LabCertificate] = {}
+    def create(cls, hosts: Sequence[ScenarioHost]) -> FleetCertificates:
+        pki = TwoTierPKI.create()
+        chains: dict[str, dict[str, LabChain]] = {}
+        inspected: dict[str, LabChain] = {}
         for host in hosts:
-            kinds: dict[str, LabCertificate] = {}
-            if "gateway" in host.roles or host.transport == "https":
-                kinds["server"] = LabCertificate.from_pem(ca.issue_server([host.name])[0])
+            kinds = {"winrm": pki.chain("good", host.name)}
             if "gateway" in host.roles:
-                kinds["other"] = LabCertificate.from_pem(ca.issue_server([host.name])[0])
-                inspected[host.name] = LabCertificate.from_pem(inspection.issue_server([host.name])[0])
+                kinds["server"] = pki.chain(host.gateway_certificate, host.name)
+                kinds["other"] = pki.chain("good", host.name)
+                inspected[host.name] = pki.chain("inspection", host.name)
             if "session_host" in host.roles:
-                kinds["listener"] = (
-                    LabCertificate.from_pem(LabCA.create(host.name).cert_pem)
-                    if host.listener_certificate == "self-signed"
-                    else LabCertificate.from_pem(ca.issue_server([host.name])[0])
-                )
-            certificates[host.name] = kinds
-        return cls(ca, inspection, certificates, inspected)
+                kinds["listener"] = pki.chain(host.listener_certificate, host.name)
+            chains[host.name] = kinds
+        return cls(pki, chains, inspected)
 
+    @property
+    def root_pem(self) -> bytes:
+        return next(iter(next(iter(self.chains.values())).values())).trust_pem
 
-def _thumbprint_of(ca: LabCA) -> str:
-    return LabCertificate.from_pem(ca.cert_pem).thumbprint
+    def certificates(self, host: str) -> dict[str, LabCertificate]:
+        return {kind: LabCertificate.from_pem(chain.chain_pem) for kind, chain in self.chains.get(host, {}).items()}
+
+    def root_thumbprint(self) -> str:
+        return LabCertificate.from_pem(self.root_pem).thumbprint
+
+    def inspection_root_thumbprint(self, gateway: str) -> str:
+        return LabCertificate.from_pem(self.inspected[gateway].chain_pem).chain_thumbprints[-1]
 
 
 def _running(host: ScenarioHost, service: str) -> bool:
     return any(s["name"].lower() == service.lower() and s["state"] == "Running" for s in host.services)
 
 
-def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], pki: LabPKI) -> LabView:
+def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], certs: FleetCertificates) -> LabView:
     """What ``host`` can resolve, reach and trust in this fleet."""
     up = [h for h in hosts if h.fault != "down"]
     open_ports = set()
@@ -212,19 +227,24 @@ def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], pki: LabPKI) -> 
         if "session_host" in other.roles and _running(other, "TermService"):
             open_ports.add((other.name, 3389))
     blocked = {(t.rpartition(":")[0], int(t.rpartition(":")[2])) for t in host.blocked}
-    trusted = [_thumbprint_of(pki.ca)]
-    if host.ssl_inspection == "trusted":
-        trusted.append(_thumbprint_of(pki.inspection_ca))
-    gateway_chain = None
-    if host.gateway:
-        own = pki.certificates.get(host.gateway, {}).get("server")
-        gateway_chain = pki.inspected.get(host.gateway) if host.ssl_inspection != "none" else own
+    trusted = [certs.root_thumbprint()]
+    gateway_chain, gateway_trusted = None, True
+    if host.gateway and host.gateway in certs.inspected:
+        if host.ssl_inspection == "trusted":
+            trusted.append(certs.inspection_root_thumbprint(host.gateway))
+        inspected = host.ssl_inspection != "none"
+        chain = certs.inspected[host.gateway] if inspected else certs.chains[host.gateway]["server"]
+        gateway_trusted = host.ssl_inspection in ("none", "trusted")
+        # .NET's X509Chain adds the root it found in the client's store to the elements it reports.
+        root = (chain.trust_pem if not inspected else b"") if gateway_trusted else b""
+        gateway_chain = LabCertificate.from_pem(chain.chain_pem + root)
     return LabView(
         addresses={h.name: ["127.0.0.1"] for h in hosts if h.name not in host.unresolved},
         open_ports=frozenset(open_ports - blocked),
-        certificates=pki.certificates.get(host.name, {}),
+        certificates=certs.certificates(host.name),
         gateway_chain=gateway_chain,
         trusted_roots=tuple(trusted),
+        gateway_trusted=gateway_trusted,
     )
 
 
@@ -290,6 +310,46 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SECURITY_LAYER_NAMES = {0: "rdp", 1: "negotiate", 2: "tls"}
+
+
+def _endpoint_servers(host: ScenarioHost, view: LabView, certs: FleetCertificates) -> dict[str, Any]:
+    """The gateway's HTTPS and the session host's RDP listener, as the scenario makes them behave:
+    nothing listens where the service is stopped, RDP is turned off or the firewall closes the port."""
+    servers: dict[str, Any] = {}
+    if "gateway" in host.roles and _running(host, "TSGateway"):
+        gateway = _answer(host, view, "gateway", {})
+        bound = next((b["cert_hash"] for b in gateway["http_bindings"] if b["endpoint"] == "0.0.0.0:443"), None)
+        served = next(
+            (
+                chain
+                for kind, chain in certs.chains[host.name].items()
+                if kind in ("server", "other") and LabCertificate.from_pem(chain.chain_pem).thumbprint == bound
+            ),
+            None,
+        )
+        if served is not None:
+            servers["gateway"] = GatewayServer(served.tls)
+    if "session_host" in host.roles and _running(host, "TermService"):
+        rdp = _answer(host, view, "rdp_config", {})
+        denied = (
+            rdp["deny_ts_connections_policy"]
+            if rdp["deny_ts_connections_policy"] is not None
+            else rdp["deny_ts_connections"]
+        ) == 1
+        open_rule = any(
+            r["enabled"] and r["protocol"] == "TCP" and r["direction"] == "Inbound" for r in rdp["firewall_rules"]
+        )
+        if not denied and open_rule:
+            general = rdp["general_setting"] or {}
+            servers["rdp"] = RdpListenerServer(
+                certs.chains[host.name]["listener"].tls,
+                security_layer=SECURITY_LAYER_NAMES.get(general.get("security_layer", 2), "tls"),
+                user_authentication=bool(general.get("user_authentication_required", 1)),
+            )
+    return servers
+
+
 @dataclass
 class LabFleet:
     """Start, describe and stop the simulated hosts. Use as a context manager."""
@@ -298,27 +358,26 @@ class LabFleet:
     password: str
     workdir: Path
     servers: dict[str, WSManServer] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> gateway|rdp -> server
     ports: dict[str, int] = field(default_factory=dict)
     ca_file: Path | None = None
-    pki: LabPKI | None = None
+    certs: FleetCertificates | None = None
 
     def start(self) -> LabFleet:
-        """Make the PKI and start every host's server; a second call does nothing."""
-        if self.pki is not None:
+        """Make the PKI and start every host's servers; a second call does nothing."""
+        if self.certs is not None:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.pki = LabPKI.create(self.hosts)
+        self.certs = FleetCertificates.create(self.hosts)
         self.ca_file = self.workdir / "lab-ca.pem"
-        self.ca_file.write_bytes(self.pki.ca.cert_pem)
+        self.ca_file.write_bytes(self.certs.root_pem)
         try:
             for host in self.hosts:
                 if host.fault == "down":
                     self.ports[host.name] = free_port()
                     continue
-                tls = None
-                if host.transport == "https":
-                    tls = self.pki.ca.issue_server([host.name])
-                view = lab_view(host, self.hosts, self.pki)
+                tls = self.certs.chains[host.name]["winrm"].tls if host.transport == "https" else None
+                view = lab_view(host, self.hosts, self.certs)
                 check_answers(host, view)
                 server = WSManServer(
                     responder(host, view),
@@ -330,6 +389,9 @@ class LabFleet:
                 server.start()
                 self.servers[host.name] = server
                 self.ports[host.name] = server.port
+                self.endpoints[host.name] = _endpoint_servers(host, view, self.certs)
+                for endpoint in self.endpoints[host.name].values():
+                    endpoint.start()
         except BaseException:
             self.stop()
             raise
@@ -338,7 +400,20 @@ class LabFleet:
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
+        for endpoints in self.endpoints.values():
+            for endpoint in endpoints.values():
+                endpoint.stop()
         self.servers.clear()
+        self.endpoints.clear()
+
+    def endpoint_port(self, host: str, kind: str) -> int:
+        """Where the host's gateway or RDP endpoint listens; a closed port when nothing does."""
+        server = self.endpoints.get(host, {}).get(kind)
+        return server.port if server is not None else self._closed_port
+
+    @functools.cached_property
+    def _closed_port(self) -> int:
+        return free_port()
 
     def __enter__(self) -> LabFleet:
         return self.start()
@@ -360,6 +435,10 @@ class LabFleet:
             }
             if host.auth == "basic" and host.transport == "http":
                 entry["allow_unencrypted"] = True
+            if "gateway" in host.roles:
+                entry["gateway_port"] = self.endpoint_port(host.name, "gateway")
+            if "session_host" in host.roles:
+                entry["rdp_port"] = self.endpoint_port(host.name, "rdp")
             if host.gateway:
                 entry["gateway"] = host.gateway
             if host.session_hosts:

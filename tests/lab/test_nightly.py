@@ -43,11 +43,12 @@ def test_second_run_reports_changes_prunes_and_writes_metrics(tmp_path: Path) ->
         second = collect("--inventory", str(inv), "--output", str(out), "-q", "--keep", "1", "--metrics", str(prom))
     assert second.returncode == 1, second.stderr
     summary = second.stderr.strip().splitlines()[-1]
-    assert " new=1 resolved=0 still_failing=1 " in summary
+    assert " new=1 resolved=0 still_failing=2 " in summary
     results = json.loads((out / "latest" / "results.json").read_text())
     changes = {h["host"]: h for h in results["changes"]["hosts"]}
     assert changes["rdsh01.lab.test"]["new"] == ["collect.unreachable"]
-    assert changes["rdsh06.lab.test"]["still_failing"] == ["rdp.firewall-closed"]
+    still = changes["rdsh06.lab.test"]["still_failing"]
+    assert still[0].startswith("net.tcp-blocked @ rdsh06.lab.test:") and still[1:] == ["rdp.firewall-closed"]
     runs = [p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != "latest"]
     assert runs == [(out / "latest").resolve().name]  # --keep 1 pruned the first run
     text = prom.read_text()

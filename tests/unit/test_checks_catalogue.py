@@ -273,3 +273,13 @@ def test_catalogue_ids_are_unique_and_documented() -> None:
     assert len(ids) == len(set(ids))
     for check in catalogue:
         assert check.remediation and check.references and check.roles and check.needs, check.id
+
+
+def test_rules_list_every_id_once_with_its_vantage_points() -> None:
+    entries = {e.id: e for e in checks.rules()}
+    assert len(entries) == len(checks.rules())
+    assert entries["collect.unreachable"].vantage == ("collector",)
+    assert entries["net.tcp-blocked"].vantage == ("WinRM (client, gateway)", "workstation")
+    assert entries["cert.untrusted"].vantage == ("workstation",)
+    assert {c.id for c in checks.catalogue()} <= set(entries)
+    assert all(e.remediation for e in entries.values())
