@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from collector import checks, credentials, history, inventory, metrics, report, runs
+from collector.checks import fleet as fleet_checks
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.model import CheckResult, HostReport, RunReport, Severity, Status
 from collector.runner import DEFAULT_CONCURRENCY, run_hosts, utc_now
@@ -160,6 +161,12 @@ def run_collection(
         hosts = run_hosts(
             inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, user_context=user_context
         )
+        # Cross-host checks need every host; the pages they change are written again.
+        judged = fleet_checks.evaluate_fleet(hosts)
+        for before, after in zip(hosts, judged, strict=True):
+            if after is not before:
+                writer.write_host(after, meta)
+        hosts = judged
     except KeyboardInterrupt:
         display.close()
         _err(

@@ -177,7 +177,7 @@ class CatalogueEntry:
 def rules() -> list[CatalogueEntry]:
     """Every check id: the host checks over WinRM facts, then those judged from the workstation's
     own probes (endpoints, certificate chains). An id produced from both places is listed once."""
-    from collector.checks import certs, endpoints
+    from collector.checks import certs, endpoints, fleet
 
     entries: dict[str, CatalogueEntry] = {}
     for failure in CollectionFailure:
@@ -201,4 +201,8 @@ def rules() -> list[CatalogueEntry]:
             entries[meta.id] = CatalogueEntry(
                 meta.id, meta.title, meta.severity, ("workstation",), meta.remediation, meta.references
             )
+    meta = fleet.SSL_INSPECTION
+    entries[meta.id] = CatalogueEntry(
+        meta.id, meta.title, meta.severity, (fleet.VANTAGE,), meta.remediation, meta.references
+    )
     return list(entries.values())

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from collector import checks, inventory, runner, scripts
+from collector.checks import fleet as fleet_checks
 from collector.credentials import Secret
 from collector.lab.fleet import LAB_USER, PASSWORD_ENV, LabFleet, ScenarioHost, load_scenario
 from collector.model import CollectionFailure, HostTarget, Status
@@ -77,7 +78,7 @@ EXPECTED_PROBLEMS = {
         "client.recent-disconnects",
         "client.cached-credentials",
     },
-    "client03.lab.test": {"net.proxy"},
+    "client03.lab.test": {"net.proxy", "rdg.ssl-inspection"},
     "gw02.lab.test": {"rdg.cert-binding-mismatch"},
 }
 
@@ -85,7 +86,8 @@ EXPECTED_PROBLEMS = {
 def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
     """Each broken scenario yields its own problems, and the healthy trio none (no false alarm)."""
     passwords = dict.fromkeys(targets_by_name(lab_inventory), Secret(PASSWORD))
-    reports = {r.name: r for r in runner.run_hosts(lab_inventory.targets, passwords, user_context=True)}
+    collected = runner.run_hosts(lab_inventory.targets, passwords, user_context=True)
+    reports = {r.name: r for r in fleet_checks.evaluate_fleet(collected)}
     problems = {name: {c.id for c in r.checks if c.is_problem} for name, r in reports.items()}
     assert problems == EXPECTED_PROBLEMS
     for name in ("client01.lab.test", "gw01.lab.test", "rdsh01.lab.test"):
@@ -103,6 +105,9 @@ def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
     assert disconnects.title == "3 failed connection(s) recorded, most often 0x904 (2308)"
     creds = next(c for c in reports["client02.lab.test"].checks if c.id == "client.cached-credentials")
     assert creds.evidence[0].value == "TERMSRV/rdsh01.lab.test, RDG:gw01.lab.test"
+    inspected = next(c for c in reports["client03.lab.test"].checks if c.id == "rdg.ssl-inspection")
+    assert inspected.title.startswith("The client receives a certificate re-signed by CN=Contoso SSL Inspection CA")
+    assert [e.vantage for e in inspected.evidence][-1] == "workstation"
     binding = next(c for c in reports["gw02.lab.test"].checks if c.id == "rdg.cert-binding-mismatch")
     assert binding.title.startswith("HTTP.sys serves a different certificate on 0.0.0.0:443")
 
@@ -232,7 +237,7 @@ def test_collect_demo_end_to_end(tmp_path: Path) -> None:
         if check not in warn_only and not check.startswith("client.")
     }
     summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith("collect: summary hosts=11 failing_hosts=6 not_collected=1 ")
+    assert summary.startswith("collect: summary hosts=11 failing_hosts=7 not_collected=1 ")
     assert "exit=1" in summary
     index = (latest / "index.html").read_text()
     assert "rdsh02.lab.test" in index and "rdp.service-stopped" in index
@@ -387,7 +392,7 @@ def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
             env={PASSWORD_ENV: PASSWORD},
         )
         assert result.returncode == 1, result.stderr
-        assert "failing_hosts=6 not_collected=1" in result.stderr
+        assert "failing_hosts=7 not_collected=1" in result.stderr
     finally:
         lab.terminate()
         out, err = lab.communicate(timeout=20)

@@ -1,0 +1,115 @@
+"""Checks that need two hosts' facts: what a client receives from its gateway against what the
+gateway is configured to serve (the article's SSL inspection cause, Fix 3).
+
+Pure: host reports in, extra results out. They run once every host is collected.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography import x509
+
+from collector.checks import Verdict
+from collector.checks.certs import CheckMeta
+from collector.model import CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
+
+SSL_INSPECTION = CheckMeta(
+    id="rdg.ssl-inspection",
+    title="Clients receive the gateway's own certificate",
+    severity=Severity.CRITICAL,
+    remediation=(
+        "A device between the client and the gateway re-signs TLS with its own CA (a proxy, a secure web "
+        "gateway, a next-generation firewall, an endpoint agent such as Zscaler, Netskope or GlobalProtect). "
+        "RD Gateway traffic does not survive that: mstsc fails with 0x904 / extended 0x7. The article's Fix 3: "
+        "add an SSL inspection bypass for the gateway's FQDN and IP on TCP 443, and exclude UDP 3391 from "
+        "deep packet inspection. Compare with: certutil -url https://GATEWAY/ on the client, or "
+        "collect check-tls GATEWAY from a network without the device."
+    ),
+    references=("article Fix 3: disable SSL inspection for RDP traffic", "mstsc 0x904 / extended 0x7"),
+)
+VANTAGE = "client vs. gateway"
+
+
+def _thumbprint(der_b64: str) -> str:
+    return hashlib.sha1(base64.b64decode(der_b64)).hexdigest().upper()  # noqa: S324 - Windows' identifier
+
+
+def _describe(der_b64: str) -> str:
+    cert = x509.load_der_x509_certificate(base64.b64decode(der_b64))
+    return (
+        f"{cert.subject.rfc4514_string()}, issued by {cert.issuer.rfc4514_string()}, thumbprint {_thumbprint(der_b64)}"
+    )
+
+
+def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
+    """The leaf the client received against the gateway's configured certificate (and, where the
+    workstation reached the gateway, the leaf served to the workstation)."""
+    seen: Mapping[str, Any] | None = client.probes["client"].data.get("gateway_tls")
+    client_vantage = f"{client.target.name} (WinRM probe client)"
+    if not seen or not seen.get("chain_der"):
+        reason = (seen or {}).get("error") or "no TLS connection from the client to its gateway"
+        return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, (Evidence("why unknown", reason, client_vantage),))
+    received = seen["chain_der"][0]
+    evidence = [
+        Evidence("certificate the client received", _describe(received), client_vantage),
+        Evidence("client's own chain validation", str(seen.get("policy_errors")), client_vantage),
+    ]
+    expected: set[str] = set()
+    if gateway is not None and "gateway" in gateway.probes:
+        data = gateway.probes["gateway"].data
+        configured = ((data.get("settings") or {}).get("cert_hash") or "").upper()
+        if configured:
+            expected.add(configured)
+            cert = data.get("certificate")
+            described = _describe(cert["chain_der"][0]) if cert and cert.get("chain_der") else configured
+            evidence.append(
+                Evidence("gateway's configured certificate", described, f"{gateway.target.name} (WinRM probe gateway)")
+            )
+    if gateway is not None:
+        for endpoint, view in gateway.endpoints.items():
+            if view.get("probe") == "check-tls" and view.get("chain_der"):
+                expected.add(_thumbprint(view["chain_der"][0]))
+                evidence.append(
+                    Evidence(f"certificate served on {endpoint}", _describe(view["chain_der"][0]), "workstation")
+                )
+    if not expected:
+        evidence.append(Evidence("why unknown", "the gateway's own certificate was not collected", "collector"))
+        return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, tuple(evidence))
+    if _thumbprint(received) in expected:
+        return Verdict(Status.PASS, "The client receives the gateway's own certificate", tuple(evidence))
+    issuer = x509.load_der_x509_certificate(base64.b64decode(received)).issuer.rfc4514_string()
+    return Verdict(
+        Status.FAIL,
+        f"The client receives a certificate re-signed by {issuer}: TLS inspection on the path",
+        tuple(evidence),
+    )
+
+
+def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
+    """Every report, with the cross-host results added to the hosts they concern."""
+    by_name = {r.name.lower(): r for r in reports}
+    out = []
+    for report in reports:
+        facts = report.facts
+        if Role.CLIENT in facts.target.roles and facts.target.gateway and "client" in facts.probes:
+            gateway = by_name.get(facts.target.gateway.lower())
+            verdict = ssl_inspection(facts, gateway.facts if gateway else None)
+            result = CheckResult(
+                id=SSL_INSPECTION.id,
+                status=verdict.status,
+                severity=SSL_INSPECTION.severity,
+                title=verdict.title,
+                host=facts.target.name,
+                evidence=verdict.evidence,
+                remediation=SSL_INSPECTION.remediation,
+                references=SSL_INSPECTION.references,
+                endpoint=f"{facts.target.gateway}:443",
+            )
+            report = dataclasses.replace(report, checks=(*report.checks, result))
+        out.append(report)
+    return out
