@@ -3,12 +3,24 @@ serves, its private key, UDP transport and its authorization policies."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 from collector.checks import Check, Verdict
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
 
 def _v(facts: HostFacts, probe: str) -> str:
     return f"{facts.target.name} (WinRM probe {probe})"
+
+
+def _served_thumbprints(facts: HostFacts) -> list[tuple[str, str]]:
+    """The leaf the workstation received on each of the host's TLS endpoints, as a thumbprint."""
+    return [
+        (endpoint, hashlib.sha1(base64.b64decode(view["chain_der"][0])).hexdigest().upper())  # noqa: S324
+        for endpoint, view in facts.endpoints.items()
+        if view.get("probe") == "check-tls" and view.get("chain_der")
+    ]
 
 
 def cert_binding_mismatch(facts: HostFacts) -> Verdict:
@@ -29,6 +41,16 @@ def cert_binding_mismatch(facts: HostFacts) -> Verdict:
         return Verdict(
             Status.FAIL,
             f"HTTP.sys serves a different certificate on {where} than RD Gateway is set to use",
+            tuple(evidence),
+        )
+    served = _served_thumbprints(facts)
+    evidence += [Evidence(f"served on {endpoint}", thumbprint, "workstation") for endpoint, thumbprint in served]
+    different = [endpoint for endpoint, thumbprint in served if thumbprint != configured.upper()]
+    if different:
+        return Verdict(
+            Status.FAIL,
+            f"{', '.join(different)} serves another certificate than RD Gateway is configured with "
+            "(another binding, a load balancer or a proxy in front of it)",
             tuple(evidence),
         )
     return Verdict(Status.PASS, "HTTP.sys serves the certificate RD Gateway is configured with", tuple(evidence))

@@ -4,6 +4,7 @@ against the probe schemas) with one field changed per case."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -283,3 +284,20 @@ def test_rules_list_every_id_once_with_its_vantage_points() -> None:
     assert entries["cert.untrusted"].vantage == ("workstation",)
     assert {c.id for c in checks.catalogue()} <= set(entries)
     assert all(e.remediation for e in entries.values())
+
+
+def test_binding_mismatch_compares_what_the_workstation_was_served() -> None:
+    import dataclasses
+
+    other = base64.b64encode(CERTS["other"].chain_der[0]).decode()
+    facts = facts_for("gateway")
+    served = dataclasses.replace(facts, endpoints={"h1.corp.example:443": {"probe": "check-tls", "chain_der": [other]}})
+    result = verdict(served, "rdg.cert-binding-mismatch")
+    assert result.status is Status.FAIL
+    assert result.title.startswith("h1.corp.example:443 serves another certificate than RD Gateway is configured")
+    assert result.evidence[-1].vantage == "workstation"
+    same = base64.b64encode(CERTS["server"].chain_der[0]).decode()
+    matching = dataclasses.replace(
+        facts, endpoints={"h1.corp.example:443": {"probe": "check-tls", "chain_der": [same]}}
+    )
+    assert verdict(matching, "rdg.cert-binding-mismatch").status is Status.PASS
