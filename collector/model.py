@@ -122,6 +122,7 @@ class HostFacts:
     # listener): what was seen, per endpoint, and the checks judged on it at collection time.
     endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     endpoint_results: Sequence[CheckResult] = ()
+    workstation_dns: Mapping[str, Any] = field(default_factory=dict)  # how the workstation resolves this host
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
@@ -268,6 +269,7 @@ def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
         planned=tuple(d.get("planned", ())),
         endpoints=d.get("endpoints", {}),
         endpoint_results=tuple(_check_from_dict(c) for c in d.get("endpoint_results", ())),
+        workstation_dns=d.get("workstation_dns", {}),
         started=d.get("started", ""),
         finished=d.get("finished", ""),
         duration_s=d.get("duration_s", 0.0),

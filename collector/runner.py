@@ -149,6 +149,7 @@ def collect_host(
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
     # The workstation's own view of the host's endpoints, whether or not WinRM worked.
     progress.set_endpoints(*workstation.probe_endpoints(target))
+    resolved = workstation.resolve(target)
     probes, problems = progress.snapshot()
     endpoints, endpoint_results = progress.endpoints()
     return HostFacts(
@@ -158,6 +159,7 @@ def collect_host(
         planned=tuple(c.probe for c in calls),
         endpoints=endpoints,
         endpoint_results=endpoint_results,
+        workstation_dns=resolved,
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),

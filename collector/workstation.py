@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +39,23 @@ def _summary(report: EndpointReport) -> dict[str, Any]:
         "trust": report.trust_label,
         "problem": report.connection_problem,
     }
+
+
+def resolve(target: HostTarget) -> dict[str, Any]:
+    """The addresses the workstation would connect to: the inventory address when it is an IP,
+    else what this machine's resolver answers for it (for comparison with what clients resolve)."""
+    try:
+        ipaddress.ip_address(target.address)
+    except ValueError:
+        pass
+    else:
+        return {"name": target.name, "addresses": [target.address], "source": "inventory address", "error": None}
+    try:
+        infos = socket.getaddrinfo(target.address, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        return {"name": target.name, "addresses": [], "source": "workstation DNS", "error": str(exc)}
+    addresses = sorted({str(info[4][0]) for info in infos})
+    return {"name": target.name, "addresses": addresses, "source": "workstation DNS", "error": None}
 
 
 def probe_endpoints(

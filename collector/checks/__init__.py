@@ -201,8 +201,8 @@ def rules() -> list[CatalogueEntry]:
             entries[meta.id] = CatalogueEntry(
                 meta.id, meta.title, meta.severity, ("workstation",), meta.remediation, meta.references
             )
-    meta = fleet.SSL_INSPECTION
-    entries[meta.id] = CatalogueEntry(
-        meta.id, meta.title, meta.severity, (fleet.VANTAGE,), meta.remediation, meta.references
-    )
+    for meta in (fleet.SSL_INSPECTION, fleet.DNS_MISMATCH):
+        entries[meta.id] = CatalogueEntry(
+            meta.id, meta.title, meta.severity, (fleet.VANTAGE,), meta.remediation, meta.references
+        )
     return list(entries.values())

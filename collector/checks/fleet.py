@@ -32,7 +32,7 @@ SSL_INSPECTION = CheckMeta(
     ),
     references=("article Fix 3: disable SSL inspection for RDP traffic", "mstsc 0x904 / extended 0x7"),
 )
-VANTAGE = "client vs. gateway"
+VANTAGE = "across hosts (client vs. gateway, client vs. workstation)"
 
 
 def _thumbprint(der_b64: str) -> str:
@@ -90,26 +90,88 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
     )
 
 
+DNS_MISMATCH = CheckMeta(
+    id="net.dns-mismatch",
+    title="Hosts resolve the gateway and session hosts as the workstation does",
+    severity=Severity.WARNING,
+    remediation=(
+        "This host resolves a gateway or session host to other addresses than the workstation (or than the "
+        "inventory's address). Look for a stale hosts file entry (C:\\Windows\\System32\\drivers\\etc\\hosts), "
+        "a VPN or split-DNS view that points at an old or external address, or a stale record: on the host, "
+        "Resolve-DnsName NAME and ipconfig /displaydns; ipconfig /flushdns after fixing the source."
+    ),
+    references=("article: DNS resolution failures", "nslookup"),
+)
+
+
+def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict | None:
+    """Each inventory name the client resolved against the workstation's view of that host;
+    None when the client resolved no inventory host."""
+    answers = [a for a in client.probes["network"].data["dns"] if a["name"].lower() in hosts]
+    if not answers:
+        return None
+    client_vantage = f"{client.target.name} (WinRM probe network)"
+    evidence, differ, unknown = [], [], []
+    for answer in answers:
+        other = hosts[answer["name"].lower()].workstation_dns
+        mine = sorted(answer["addresses"])
+        theirs = sorted(other.get("addresses") or [])
+        evidence.append(
+            Evidence(f"{answer['name']} from the client", ", ".join(mine) or "does not resolve", client_vantage)
+        )
+        evidence.append(
+            Evidence(
+                f"{answer['name']} from the workstation",
+                ", ".join(theirs) or f"does not resolve ({other.get('error')})",
+                f"workstation ({other.get('source', 'not resolved')})",
+            )
+        )
+        if not mine or not theirs:
+            unknown.append(answer["name"])
+        elif not set(mine) & set(theirs):
+            differ.append(answer["name"])
+    if differ:
+        return Verdict(
+            Status.FAIL,
+            f"Resolves {', '.join(differ)} to other addresses than the workstation",
+            tuple(evidence),
+        )
+    if unknown and len(unknown) == len(answers):
+        return Verdict(Status.UNKNOWN, DNS_MISMATCH.title, tuple(evidence))
+    return Verdict(Status.PASS, "Resolves the gateway and session hosts as the workstation does", tuple(evidence))
+
+
+def _result(meta: CheckMeta, verdict: Verdict, host: str, endpoint: str = "") -> CheckResult:
+    return CheckResult(
+        id=meta.id,
+        status=verdict.status,
+        severity=meta.severity,
+        title=verdict.title,
+        host=host,
+        evidence=verdict.evidence,
+        remediation=meta.remediation,
+        references=meta.references,
+        endpoint=endpoint,
+    )
+
+
 def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
     """Every report, with the cross-host results added to the hosts they concern."""
     by_name = {r.name.lower(): r for r in reports}
+    facts_by_name = {name: r.facts for name, r in by_name.items()}
     out = []
     for report in reports:
         facts = report.facts
+        extra: list[CheckResult] = []
         if Role.CLIENT in facts.target.roles and facts.target.gateway and "client" in facts.probes:
             gateway = by_name.get(facts.target.gateway.lower())
             verdict = ssl_inspection(facts, gateway.facts if gateway else None)
-            result = CheckResult(
-                id=SSL_INSPECTION.id,
-                status=verdict.status,
-                severity=SSL_INSPECTION.severity,
-                title=verdict.title,
-                host=facts.target.name,
-                evidence=verdict.evidence,
-                remediation=SSL_INSPECTION.remediation,
-                references=SSL_INSPECTION.references,
-                endpoint=f"{facts.target.gateway}:443",
-            )
-            report = dataclasses.replace(report, checks=(*report.checks, result))
+            extra.append(_result(SSL_INSPECTION, verdict, facts.target.name, f"{facts.target.gateway}:443"))
+        if "network" in facts.probes:
+            verdict = dns_mismatch(facts, facts_by_name)
+            if verdict is not None:
+                extra.append(_result(DNS_MISMATCH, verdict, facts.target.name))
+        if extra:
+            report = dataclasses.replace(report, checks=(*report.checks, *extra))
         out.append(report)
     return out

@@ -93,3 +93,32 @@ def test_reports_without_a_gateway_are_unchanged() -> None:
         lone, facts=dataclasses.replace(lone.facts, target=dataclasses.replace(lone.facts.target, gateway=""))
     )
     assert fleet.evaluate_fleet([lone]) == [lone]
+
+
+def with_network(report: HostReport, answers: list[tuple[str, list[str]]]) -> HostReport:
+    dns = [{"name": n, "addresses": a, "error": None if a else "No such host is known"} for n, a in answers]
+    probes = {**report.facts.probes, "network": ProbeResult("network", 1, {"dns": dns, "tcp": [], "winhttp": None})}
+    return dataclasses.replace(report, facts=dataclasses.replace(report.facts, probes=probes))
+
+
+def resolved_by_workstation(report: HostReport, addresses: list[str]) -> HostReport:
+    view = {"name": report.name, "addresses": addresses, "source": "workstation DNS", "error": None}
+    return dataclasses.replace(report, facts=dataclasses.replace(report.facts, workstation_dns=view))
+
+
+def dns_verdict(client_answer: list[str], workstation_answer: list[str]):
+    ws = with_network(client(b64(GOOD)), [("gw.corp.example", client_answer), ("elsewhere.example", ["1.1.1.1"])])
+    gw = resolved_by_workstation(gateway(thumb(GOOD)), workstation_answer)
+    return next(c for c in fleet.evaluate_fleet([ws, gw])[0].checks if c.id == "net.dns-mismatch")
+
+
+def test_dns_views_that_disagree_fail_and_name_both() -> None:
+    result = dns_verdict(["10.9.9.9"], ["10.0.0.5"])
+    assert result.status is Status.FAIL
+    assert result.title == "Resolves gw.corp.example to other addresses than the workstation"
+    assert [e.value for e in result.evidence] == ["10.9.9.9", "10.0.0.5"]  # only inventory hosts are compared
+
+
+def test_dns_views_that_overlap_pass_and_missing_views_are_unknown() -> None:
+    assert dns_verdict(["10.0.0.5", "10.0.0.6"], ["10.0.0.5"]).status is Status.PASS
+    assert dns_verdict([], ["10.0.0.5"]).status is Status.UNKNOWN
