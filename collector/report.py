@@ -1,30 +1,78 @@
 """Write a run folder: one HTML page per host, the fleet index and ``results.json``.
 
-Rendering only presents verdicts that the checks made. Every file is written atomically
-(temp file + rename) into a hidden ``.<run>.partial`` folder that becomes ``<run>`` when the run
-is complete; ``latest`` moves last. An interrupted run leaves no half-written report and a
-``latest`` that still points at the previous complete run.
+Rendering only presents verdicts that the checks made: it orders, groups, counts and lays out,
+and never decides that something is wrong. Every page is one self-contained file (inline CSS and
+JavaScript under a hash-pinned Content-Security-Policy, no request to any other host) that reads
+complete with JavaScript off; Jinja2 autoescapes every template, so host data is never markup.
+
+Every file is written atomically (temp file + rename) into a hidden ``.<run>.partial`` folder that
+becomes ``<run>`` when the run is complete; ``latest`` moves last. An interrupted run leaves no
+half-written report and a ``latest`` that still points at the previous complete run.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import functools
+import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable
-from datetime import UTC, datetime
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from collector.model import CheckResult, HostReport, RunReport, Status, to_dict
+from collector import certview, path
+from collector.model import (
+    CheckResult,
+    CollectionProblem,
+    HostReport,
+    ProbeError,
+    Role,
+    RunReport,
+    Severity,
+    Status,
+    to_dict,
+)
 
 # The process umask, read once at import (it can only be read by setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+STATUS_ORDER = (Status.FAIL, Status.WARN, Status.UNKNOWN, Status.PASS)
+SEVERITY_ORDER = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+ROLE_NAMES = {Role.CLIENT: "client", Role.GATEWAY: "RD Gateway", Role.SESSION_HOST: "session host"}
+
+# Concerns, by check id prefix, in the order a connection meets them when nothing else decides.
+CONCERNS: dict[str, str] = {
+    "collect": "Collection",
+    "host": "Host: clock, domain, TLS settings, reboot",
+    "net": "Network: names, ports, proxy",
+    "rdp": "Session host: Remote Desktop listener",
+    "rdg": "RD Gateway",
+    "client": "Client",
+    "cert": "Certificates: trust, names, validity",
+}
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+
+def _asset(name: str) -> str:
+    return resources.files("collector.templates").joinpath(name).read_text("utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    """A CSP source for exactly this inline text: nothing else inline may run or style the page."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
 def _environment() -> jinja2.Environment:
@@ -35,9 +83,24 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    # Inline CSS: each page is one self-contained file (admin networks are often offline).
-    env.globals["css"] = resources.files("collector.templates").joinpath("report.css").read_text("utf-8")
-    env.filters["sorted_checks"] = sorted_checks
+    # Inline CSS and JS: each page is one self-contained file (admin networks are often offline).
+    # The CSP allows exactly these by hash, so even a markup injection could not run a script.
+    assets = {name: _asset(name) for name in ("report.css", "index.js", "host.js")}
+    env.globals.update(
+        css=assets["report.css"],
+        index_js=assets["index.js"],
+        host_js=assets["host.js"],
+        csp={name: _csp_hash(text) for name, text in assets.items()},
+        Status=Status,
+        STATUS_ORDER=STATUS_ORDER,
+        SEVERITY_ORDER=SEVERITY_ORDER,
+        ROLE_NAMES=ROLE_NAMES,
+        host_filename=host_filename,
+        duration_s=duration_s,
+    )
+    env.filters.update(
+        sorted_checks=sorted_checks, when=when, days=days_text, seconds=seconds_text, link_target=link_target
+    )
     return env
 
 
@@ -51,11 +114,20 @@ def environment() -> jinja2.Environment:
     return _ENV
 
 
+# --- ordering and wording ------------------------------------------------------------------------
+
+
 def sorted_checks(results: Iterable[CheckResult]) -> list[CheckResult]:
-    """Problems first: by status (fail, warn, unknown, pass), then severity, then catalogue order,
-    which runs from causes to symptoms (a stopped service before the port it leaves closed)."""
+    """Problems first: by status (fail, warn, unknown, pass), then severity; among equals, what was
+    found on the host itself before what was seen at one of its endpoints from elsewhere, then
+    catalogue order. Both run from causes to symptoms: a stopped service before the port it
+    leaves closed, on the host and as the workstation sees it."""
+    return sorted(results, key=lambda c: _problem_order(c.id, c.status, c.severity, c.endpoint))
+
+
+def _problem_order(check_id: str, status: Status, severity: Severity, endpoint: str = "") -> tuple[Any, ...]:
     order = _catalogue_order()
-    return sorted(results, key=lambda c: (-c.status.rank, -c.severity.rank, order.get(c.id, len(order)), c.id))
+    return (-status.rank, -severity.rank, bool(endpoint), order.get(check_id, len(order)), check_id)
 
 
 @functools.cache
@@ -65,6 +137,422 @@ def _catalogue_order() -> dict[str, int]:
     ids = ["collect.unreachable", "collect.auth-failed", "collect.timeout", "collect.bad-output"]
     ids += [c.id for c in catalogue()]
     return {check_id: i for i, check_id in enumerate(ids)}
+
+
+def when(value: str) -> str:
+    """An ISO 8601 UTC timestamp as people read it ('2026-01-01 09:30:00 UTC'); other text as is."""
+    moment = certview.parse_time(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else value
+
+
+def days_text(days: int | None) -> str:
+    if days is None:
+        return "unknown"
+    if days < 0:
+        return f"expired {-days} day{'s' if days != -1 else ''} ago"
+    return f"{days} day{'s' if days != 1 else ''} left"
+
+
+_LINKABLE = re.compile(r"https?://[^\s<>\"']+\Z", re.IGNORECASE)
+
+
+def link_target(text: str) -> str:
+    """The text itself when it is a plain http(s) URL, else '' (shown as text, never as a link):
+    a ``javascript:`` or ``data:`` reference from a host never becomes clickable."""
+    return text if _LINKABLE.match(text.strip()) and text == text.strip() else ""
+
+
+def seconds_text(value: float | None) -> str:
+    """A duration as people say it: 'under 1 s', '42 s', '3 min 5 s'."""
+    if value is None:
+        return "unknown"
+    if value < 1:
+        return "under 1 s"
+    whole = round(value)
+    return f"{whole} s" if whole < 60 else f"{whole // 60} min {whole % 60} s"
+
+
+def duration_s(started: str, finished: str) -> float | None:
+    start, end = certview.parse_time(started), certview.parse_time(finished)
+    return (end - start).total_seconds() if start and end else None
+
+
+def problem_key(check: CheckResult) -> str:
+    """How run history names a problem (``collector.history``): check id, and endpoint if any."""
+    return f"{check.id} @ {check.endpoint}" if check.endpoint else check.id
+
+
+def reference_time(run: RunReport) -> datetime | None:
+    """The moment days-left are counted from: the run's end (its start while it is still running).
+    Never the wall clock, so re-rendering a run gives the same page."""
+    return certview.parse_time(run.finished) or certview.parse_time(run.started)
+
+
+# --- host page -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckGroup:
+    """The checks of one concern, problems first."""
+
+    key: str
+    heading: str
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def worst(self) -> Status:
+        return self.checks[0].status
+
+    def count(self, status: Status) -> int:
+        return sum(1 for c in self.checks if c.status is status)
+
+
+def group_checks(checks: Iterable[CheckResult]) -> tuple[CheckGroup, ...]:
+    """Checks by concern (id prefix). Groups follow the first appearance of their checks in
+    ``sorted_checks``, so the group holding the worst finding comes first, and so on."""
+    groups: dict[str, list[CheckResult]] = {}
+    for check in sorted_checks(checks):
+        groups.setdefault(check.id.split(".", 1)[0], []).append(check)
+    return tuple(
+        CheckGroup(key, CONCERNS.get(key, f"Other checks ({key}.*)"), tuple(items)) for key, items in groups.items()
+    )
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The one line that answers "what is broken" for a page."""
+
+    status: Status
+    text: str
+    check: CheckResult | None = None  # the finding behind the text
+    elsewhere: str = ""  # the host the finding is on, when it is not this page's host
+
+
+def host_headline(host: HostReport, routes: Sequence[path.Route], fleet: Sequence[HostReport]) -> Headline:
+    """The worst finding here; when everything here passes, the first broken hop on its paths."""
+    ordered = sorted_checks(host.checks)
+    top = ordered[0] if ordered else None
+    if top is not None and top.is_problem:
+        return Headline(top.status, top.title, top)
+    reports = {h.name.lower(): h for h in fleet}
+    for route in routes:
+        broken = route.first_broken
+        if broken is None or broken[1].name.lower() == host.name.lower():
+            continue
+        stage, hop = broken
+        other = reports.get(hop.name.lower())
+        finding = sorted_checks(other.checks)[0] if other and other.checks else None
+        text = f"Checks here pass, but the path breaks at {hop.name} ({ROLE_NAMES[stage.role]})"
+        return Headline(Status.FAIL, text, finding, hop.name)
+    if top is not None and top.status is Status.UNKNOWN:
+        unknown = sum(1 for c in host.checks if c.status is Status.UNKNOWN)
+        return Headline(Status.UNKNOWN, f"Nothing failed, but {unknown} check(s) could not be judged", top)
+    return Headline(Status.PASS, f"All {len(host.checks)} checks pass")
+
+
+@dataclass(frozen=True)
+class ProbeLine:
+    """What happened to one probe on one host, in words."""
+
+    name: str
+    state: str  # collected | failed | not run
+    version: int | None = None
+    duration_s: float | None = None
+    errors: tuple[ProbeError, ...] = ()
+    reason: str = ""
+
+
+def probe_lines(host: HostReport) -> tuple[ProbeLine, ...]:
+    """Every planned or collected probe: collected (with any failed steps), failed (why), or not run."""
+    facts = host.facts
+    failed = {p.probe: p for p in facts.problems if p.probe}
+    whole = next((p for p in facts.problems if not p.probe), None)
+    lines = []
+    for name in dict.fromkeys([*facts.planned, *facts.probes, *failed]):
+        if name in facts.probes:
+            p = facts.probes[name]
+            lines.append(ProbeLine(name, "collected", p.version, p.duration_s, tuple(p.errors)))
+        elif name in failed:
+            lines.append(ProbeLine(name, "failed", reason=f"{failed[name].kind.value}: {failed[name].reason}"))
+        else:
+            reason = f"the host could not be collected ({whole.kind.value})" if whole else "no result was recorded"
+            lines.append(ProbeLine(name, "not run", reason=reason))
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
+class HostPage:
+    """Everything a host page shows, arranged; the template only lays it out."""
+
+    host: HostReport
+    run: RunReport
+    headline: Headline
+    groups: tuple[CheckGroup, ...]
+    routes: tuple[path.Route, ...]
+    chains: tuple[certview.ChainView, ...]
+    probes: tuple[ProbeLine, ...]
+    host_problems: tuple[CollectionProblem, ...]
+    new_problems: frozenset[str]  # problem keys that are new since the previous run
+    resolved: tuple[str, ...]  # problem keys the previous run had and this one does not
+
+    def count(self, status: Status) -> int:
+        return sum(1 for c in self.host.checks if c.status is status)
+
+    def is_new(self, check: CheckResult) -> bool:
+        return check.is_problem and problem_key(check) in self.new_problems
+
+
+def _changes(run: RunReport, name: str) -> tuple[frozenset[str], tuple[str, ...]]:
+    changes = getattr(run, "changes", None)
+    mine = changes.for_host(name) if changes is not None else None
+    return (frozenset(mine.new), tuple(mine.resolved)) if mine is not None else (frozenset(), ())
+
+
+def host_page(host: HostReport, run: RunReport) -> HostPage:
+    routes = path.routes_for(host.facts.target, run.hosts)
+    new, resolved = _changes(run, host.name)
+    return HostPage(
+        host=host,
+        run=run,
+        headline=host_headline(host, routes, run.hosts),
+        groups=group_checks(host.checks),
+        routes=routes,
+        chains=certview.host_chains(host.facts, reference_time(run)),
+        probes=probe_lines(host),
+        host_problems=tuple(p for p in host.facts.problems if not p.probe),
+        new_problems=new,
+        resolved=resolved,
+    )
+
+
+def _as_run(run: RunReport | Mapping[str, Any], host: HostReport) -> RunReport:
+    """A run to render against; a bare ``run_meta`` mapping stands for a run of this host alone."""
+    if isinstance(run, RunReport):
+        return run
+    fields = {f.name for f in dataclasses.fields(RunReport)}
+    return RunReport(**{k: v for k, v in run.items() if k in fields and k != "hosts"}, hosts=(host,))
+
+
+def render_host(report: HostReport, run: RunReport | Mapping[str, Any]) -> str:
+    page = host_page(report, _as_run(run, report))
+    return environment().get_template("host.html.j2").render(page=page, host=report, run=page.run)
+
+
+# --- fleet index ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostRow:
+    host: HostReport
+    problems: tuple[CheckResult, ...]  # fail and warn results, worst first
+    collection: str  # "complete" or the host-wide failure kind
+
+    @property
+    def problem_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c.id for c in self.problems))
+
+    @property
+    def distinct_problems(self) -> tuple[CheckResult, ...]:
+        """The worst result of each failing check id (one id may fail on the host and at an endpoint)."""
+        first: dict[str, CheckResult] = {}
+        for c in self.problems:
+            first.setdefault(c.id, c)
+        return tuple(first.values())
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check id that is a problem somewhere, and where."""
+
+    id: str
+    status: Status
+    severity: Severity
+    title: str  # the worst instance's own wording
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TimelineMark:
+    y: int
+    x_start: float  # where the bar starts (the reference time, or the expiry when expired)
+    x_end: float
+    x_dot: float
+    clipped: bool  # expiry beyond the right edge (or before the left one)
+    cert: certview.FleetCert
+    label: str
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Geometry of the certificate expiry chart (an inline SVG), in viewBox units."""
+
+    width: int
+    height: int
+    plot_left: int
+    plot_right: int
+    now_x: float
+    now_label: str
+    ticks: tuple[tuple[float, str, str], ...]  # x, month, year (only where the year starts or at the first)
+    marks: tuple[TimelineMark, ...]
+    more: int  # certificates left off (they expire after the last one shown)
+    later_than: str
+
+
+TIMELINE_ROWS = 40
+_ROW, _TOP, _LEFT, _RIGHT, _WIDTH = 22, 46, 380, 860, 1100
+
+
+def _common_name(row: certview.CertRow) -> str:
+    return row.common_name or row.subject or row.thumbprint[:16]
+
+
+def timeline(certs: Sequence[certview.FleetCert], reference: datetime | None) -> Timeline | None:
+    """Place each certificate's expiry on one axis from a little before the run to about a year
+    after; later expiries sit at the right edge with their date, long-expired ones at the left."""
+    if reference is None or not certs:
+        return None
+    shown = list(certs[:TIMELINE_ROWS])
+    start = reference - timedelta(days=45)
+    end = reference + timedelta(days=400)
+    span = (end - start).total_seconds()
+
+    def x(moment: datetime) -> tuple[float, bool]:
+        fraction = (moment - start).total_seconds() / span
+        clipped = not 0 <= fraction <= 1
+        return _LEFT + (_RIGHT - _LEFT) * min(max(fraction, 0.0), 1.0), clipped
+
+    now_x = x(reference)[0]
+    marks = []
+    for i, cert in enumerate(shown):
+        expiry = certview.parse_time(cert.row.not_after)
+        if expiry is None:
+            continue
+        x_dot, clipped = x(expiry)
+        hosts = tuple(dict.fromkeys(h for h, _ in cert.seen))
+        label = _common_name(cert.row)
+        marks.append(
+            TimelineMark(
+                y=_TOP + i * _ROW,
+                x_start=min(now_x, x_dot),
+                x_end=max(now_x, x_dot),
+                x_dot=x_dot,
+                clipped=clipped,
+                cert=cert,
+                label=label if len(label) <= 28 else label[:27] + "…",
+                hosts=hosts,
+            )
+        )
+    ticks: list[tuple[float, str, str]] = []
+    month = datetime(start.year, start.month, 1, tzinfo=UTC)
+    while month <= end:
+        if month >= start:
+            ticks.append((x(month)[0], month.strftime("%b"), str(month.year) if month.month == 1 or not ticks else ""))
+        month = datetime(month.year + (month.month == 12), month.month % 12 + 1, 1, tzinfo=UTC)
+    last = shown[-1].row.not_after if shown else ""
+    return Timeline(
+        width=_WIDTH,
+        height=_TOP + len(marks) * _ROW + 8,
+        plot_left=_LEFT,
+        plot_right=_RIGHT,
+        now_x=now_x,
+        now_label=reference.strftime("%Y-%m-%d"),
+        ticks=tuple(ticks),
+        marks=tuple(marks),
+        more=len(certs) - len(shown),
+        later_than=when(last)[:10],
+    )
+
+
+@dataclass(frozen=True)
+class IndexPage:
+    run: RunReport
+    headline: Headline
+    failing: tuple[HostRow, ...]  # hosts whose worst status is fail, for the headline
+    rows: tuple[HostRow, ...]
+    hosts_by_status: dict[str, int]
+    problems_by_severity: dict[str, int]
+    counts: dict[str, int]
+    not_collected: int
+    findings: tuple[Finding, ...]
+    routes: tuple[path.Route, ...]
+    timeline: Timeline | None
+    certificates: tuple[certview.FleetCert, ...]
+    duration_s: float | None
+
+
+def host_rows(hosts: Iterable[HostReport]) -> tuple[HostRow, ...]:
+    rows = []
+    for h in hosts:
+        problems = tuple(c for c in sorted_checks(h.checks) if c.is_problem)
+        whole = next((p for p in h.facts.problems if not p.probe), None)
+        rows.append(HostRow(h, problems, whole.kind.value if whole else "complete"))
+    return tuple(rows)
+
+
+def findings(hosts: Iterable[HostReport]) -> tuple[Finding, ...]:
+    """Problem check ids across the fleet, worst first, each with the hosts it is on."""
+    by_id: dict[str, list[tuple[CheckResult, str]]] = {}
+    for h in hosts:
+        for c in h.checks:
+            if c.is_problem:
+                by_id.setdefault(c.id, []).append((c, h.name))
+    out = []
+    for check_id, found in by_id.items():
+        worst = sorted_checks(c for c, _ in found)[0]
+        hosts = tuple(dict.fromkeys(name for _, name in found))
+        key = _problem_order(check_id, worst.status, worst.severity, worst.endpoint)
+        out.append((key, Finding(check_id, worst.status, worst.severity, worst.title, hosts)))
+    return tuple(finding for _, finding in sorted(out, key=lambda pair: pair[0]))
+
+
+def index_page(run: RunReport) -> IndexPage:
+    rows = host_rows(run.hosts)
+    failing = tuple(r for r in rows if r.host.worst is Status.FAIL)
+    total = len(run.hosts)
+    if failing:
+        headline = Headline(Status.FAIL, f"{len(failing)} of {total} host(s) have failing checks")
+    elif any(r.host.worst is Status.WARN for r in rows):
+        warned = sum(1 for r in rows if r.host.worst is Status.WARN)
+        headline = Headline(Status.WARN, f"No failing checks; {warned} of {total} host(s) have warnings")
+    elif any(r.host.worst is Status.UNKNOWN for r in rows):
+        headline = Headline(Status.UNKNOWN, f"Nothing failed, but some checks could not be judged on {total} host(s)")
+    else:
+        headline = Headline(Status.PASS, f"Every check passes on {total} host(s)")
+    by_severity = {s.value: 0 for s in SEVERITY_ORDER}
+    for h in run.hosts:
+        for c in h.checks:
+            if c.is_problem:
+                by_severity[c.severity.value] += 1
+    reference = reference_time(run)
+    chains = [chain for h in run.hosts for chain in certview.host_chains(h.facts, reference)]
+    certs = certview.fleet_certificates(chains)
+    return IndexPage(
+        run=run,
+        headline=headline,
+        failing=failing,
+        rows=rows,
+        hosts_by_status={s.value: sum(1 for h in run.hosts if h.worst is s) for s in STATUS_ORDER},
+        problems_by_severity=by_severity,
+        counts=run.counts(),
+        not_collected=sum(1 for h in run.hosts if not h.collected),
+        findings=findings(run.hosts),
+        routes=path.fleet_routes(run.hosts),
+        timeline=timeline(certs, reference),
+        certificates=certs,
+        duration_s=duration_s(run.started, run.finished),
+    )
+
+
+def render_index(run_report: RunReport) -> str:
+    return environment().get_template("index.html.j2").render(page=index_page(run_report), run=run_report)
+
+
+def results_json(run_report: RunReport) -> str:
+    return json.dumps(to_dict(run_report), indent=2, sort_keys=False) + "\n"
+
+
+# --- the run folder ------------------------------------------------------------------------------
 
 
 def atomic_write(path: Path, content: str | bytes) -> None:
@@ -84,22 +572,13 @@ def atomic_write(path: Path, content: str | bytes) -> None:
         raise
 
 
+_UNSAFE_FILENAME = re.compile(r"[^a-z0-9._-]")
+
+
 def host_filename(name: str) -> str:
-    return f"{name.lower()}.html"
-
-
-def render_host(report: HostReport, run: dict[str, Any]) -> str:
-    return environment().get_template("host.html.j2").render(host=report, run=run, Status=Status)
-
-
-def render_index(run_report: RunReport) -> str:
-    return (
-        environment().get_template("index.html.j2").render(run=run_report, host_filename=host_filename, Status=Status)
-    )
-
-
-def results_json(run_report: RunReport) -> str:
-    return json.dumps(to_dict(run_report), indent=2, sort_keys=False) + "\n"
+    """The page name for a host. Inventory names are DNS names already; a name read back from a
+    results.json of unknown origin must still not reach outside ``hosts/`` (``../``, slashes)."""
+    return (_UNSAFE_FILENAME.sub("_", name.lower()).lstrip(".") or "_") + ".html"
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -107,7 +586,11 @@ def new_run_id(now: datetime | None = None) -> str:
 
 
 class RunWriter:
-    """The run folder being written; ``finish`` publishes it, ``abandon`` leaves ``latest`` alone."""
+    """The run folder being written; ``finish`` publishes it, and a writer never finished leaves
+    ``latest`` alone.
+
+    Host pages are written as hosts finish (so an interrupted run still has them, with the paths
+    known so far) and written again by ``finish``, when every hop's status is known."""
 
     def __init__(self, output: Path, run_id: str) -> None:
         self.output = output
@@ -121,14 +604,20 @@ class RunWriter:
         self.final = final
         self.partial = output / f".{final.name}.partial"
         (self.partial / "hosts").mkdir(parents=True)
+        self._done: dict[str, HostReport] = {}  # by name: a host written again replaces itself
+        self._lock = threading.Lock()  # hosts finish on the runner's worker threads
 
-    def write_host(self, report: HostReport, run_meta: dict[str, Any]) -> None:
-        atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, run_meta))
+    def write_host(self, report: HostReport, run_meta: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._done[report.name.lower()] = report
+            done = tuple(self._done.values())
+        so_far = dataclasses.replace(_as_run(run_meta, report), hosts=done)
+        atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, so_far))
 
     def finish(self, run_report: RunReport) -> Path:
-        """Write results.json and the index, then make the run visible and point ``latest`` at it."""
-        atomic_write(self.partial / "results.json", results_json(run_report))
-        atomic_write(self.partial / "index.html", render_index(run_report))
+        """Write the final host pages, results.json and the index, then make the run visible and
+        point ``latest`` at it."""
+        _write_run(run_report, self.partial)
         os.replace(self.partial, self.final)
         update_latest(self.output, self.final.name)
         return self.final
@@ -148,13 +637,16 @@ def update_latest(output: Path, run_name: str) -> None:
         atomic_write(output / "latest.txt", run_name + "\n")
 
 
-def render_run(run_report: RunReport, destination: Path) -> Path:
-    """Re-render a whole run (host pages, index, results.json) into ``destination``."""
-    meta = run_meta(run_report)
+def _write_run(run_report: RunReport, destination: Path) -> None:
     for host in run_report.hosts:
-        atomic_write(destination / "hosts" / host_filename(host.name), render_host(host, meta))
+        atomic_write(destination / "hosts" / host_filename(host.name), render_host(host, run_report))
     atomic_write(destination / "results.json", results_json(run_report))
     atomic_write(destination / "index.html", render_index(run_report))
+
+
+def render_run(run_report: RunReport, destination: Path) -> Path:
+    """Re-render a whole run (host pages, index, results.json) into ``destination``."""
+    _write_run(run_report, destination)
     return destination
 
 
