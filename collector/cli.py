@@ -27,7 +27,6 @@ from collector.model import CheckResult, HostReport, RunReport, Severity, Status
 from collector.runner import DEFAULT_CONCURRENCY, run_hosts, utc_now
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
-SUBCOMMANDS = ("demo", "lab", "render", "rules")
 
 
 class UsageError(Exception):
@@ -250,7 +249,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collect",
         description="Diagnose Remote Desktop failures across Windows hosts over WinRM.",
-        epilog="Other commands: collect demo | collect lab | collect render RESULTS.json | collect rules. "
+        epilog="Other commands: collect demo | collect explain CODE [EXTENDED] | collect check-tls NAME | "
+        "collect check-rdp NAME | collect rules | collect render RESULTS.json | collect lab. "
         "Exit codes: 0 nothing at or above --fail-on, 1 problems found, 2 usage or configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"collect {tool_version()}")
@@ -457,10 +457,68 @@ def cmd_rules(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def cmd_explain(argv: Sequence[str]) -> int:
+    import json
+
+    from collector import codes
+
+    parser = argparse.ArgumentParser(
+        prog="collect explain",
+        description="Decode what mstsc or RDPClient event 1026 reported: a disconnect reason and, optionally, "
+        "its extended reason, in hex (0x904 0x7) or decimal (2308 7). Exit 1 when a code is not documented.",
+    )
+    parser.add_argument("code")
+    parser.add_argument("extended", nargs="?")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        code = codes.parse_code(args.code)
+        extended = codes.parse_code(args.extended) if args.extended is not None else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    known = code in codes.DISCONNECT_REASONS and (extended is None or extended in codes.EXTENDED_REASONS)
+    causes = codes.likely_causes(code, extended)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "code": code,
+                    "meaning": codes.DISCONNECT_REASONS.get(code),
+                    "extended": extended,
+                    "extended_meaning": codes.EXTENDED_REASONS.get(extended) if extended is not None else None,
+                    "likely_causes": [{"cause": c, "checks": list(ids)} for c, ids in causes],
+                    "documented": known,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK if known else EXIT_FOUND
+    print(f"disconnect reason {codes.describe_disconnect(code)}")
+    if extended is not None:
+        print(f"extended reason   {codes.describe_extended(extended)}")
+    if causes:
+        print("\nLikely causes, most likely first, and the checks that confirm or rule them out:")
+        for i, (cause, ids) in enumerate(causes, 1):
+            print(f"  {i}. {cause}\n     checks: {', '.join(ids)}")
+        print(
+            "\nRun them: collect --inventory inventory.yaml (the client, its gateway and session host), or for one"
+            "\nhost: collect --host NAME --role session_host|gateway|client; the catalogue: collect rules"
+        )
+    elif known:
+        print("\nNo specific checks are mapped to this code; collect rules lists every check.")
+    if not known:
+        print(
+            "\nThis code is not in the documented tables: it is not guessed here. Search the exact value, or read"
+            "\nthe RD Gateway client trace (client.rdg-trace) for the HTTP status behind it."
+        )
+    return EXIT_OK if known else EXIT_FOUND
+
+
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
     "check-tls": cmd_check_tls,
     "check-rdp": cmd_check_rdp,
     "demo": cmd_demo,
+    "explain": cmd_explain,
     "lab": cmd_lab,
     "render": cmd_render,
     "rules": cmd_rules,
