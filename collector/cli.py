@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 import secrets
 import signal
 import socket
@@ -24,7 +26,7 @@ from collector import checks, credentials, history, inventory, metrics, report, 
 from collector.checks import fleet as fleet_checks
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.model import CheckResult, HostReport, RunReport, Severity, Status
-from collector.runner import DEFAULT_CONCURRENCY, run_hosts, utc_now
+from collector.runner import DEFAULT_CONCURRENCY, RunOptions, run_hosts, utc_now
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -116,7 +118,7 @@ def run_collection(
     quiet: bool,
     environ: dict[str, str] | None = None,
     inventory_label: str | None = None,
-    user_context: bool = False,
+    options: RunOptions = RunOptions(),  # noqa: B008 - frozen
     keep: int | None = None,
     metrics_file: Path | None = None,
 ) -> int:
@@ -157,9 +159,7 @@ def run_collection(
         display.host_done(host)
 
     try:
-        hosts = run_hosts(
-            inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, user_context=user_context
-        )
+        hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, options=options)
         # Cross-host checks need every host; the pages they change are written again.
         judged = fleet_checks.evaluate_fleet(hosts)
         for before, after in zip(hosts, judged, strict=True):
@@ -215,6 +215,18 @@ def run_collection(
 # --- subcommands ---------------------------------------------------------------------------------
 
 
+def _hours(text: str) -> int:
+    """A time window as hours for the event probes: 90m, 24h, 7d (at least 1 h, at most 31 d)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([mhd]?)\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window like 90m, 24h or 7d")
+    value, unit = int(match[1]), match[2] or "h"
+    hours = math.ceil(value / 60) if unit == "m" else value * (24 if unit == "d" else 1)
+    if not 1 <= hours <= 31 * 24:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 1h..31d")
+    return hours
+
+
 def _common_run_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument(
         "--output",
@@ -237,6 +249,13 @@ def _common_run_options(parser: argparse.ArgumentParser, default_output: str) ->
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress; errors and summary only")
     parser.add_argument("--keep", type=int, metavar="N", help="keep the newest N run folders, delete older ones")
+    parser.add_argument(
+        "--since",
+        type=_hours,
+        default=24,
+        metavar="WINDOW",
+        help="how far back to read event logs: 90m, 24h (default), 7d",
+    )
     parser.add_argument(
         "--metrics",
         type=Path,
@@ -325,7 +344,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         concurrency=args.concurrency,
         fail_on=Severity(args.fail_on),
         quiet=args.quiet,
-        user_context=args.user_context,
+        options=RunOptions(user_context=args.user_context, since_hours=args.since),
         keep=args.keep,
         metrics_file=args.metrics,
     )
@@ -355,7 +374,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
             quiet=args.quiet,
             environ={PASSWORD_ENV: password},
             inventory_label="built-in lab fleet (collect demo)",
-            user_context=True,  # the lab's clients are simulated: show the opt-in probe too
+            # The lab's clients are simulated: show the opt-in probe too.
+            options=RunOptions(user_context=True, since_hours=args.since),
             keep=args.keep,
             metrics_file=args.metrics,
         )

@@ -55,16 +55,22 @@ EVENT_QUERIES = {
         "Security=4625",
     ),
 }
-EVENT_WINDOW_HOURS = 24
 EVENT_MAX_PER_LOG = 200
 
 
-def plan(target: HostTarget, *, user_context: bool = False) -> list[ProbeCall]:
-    """The probes a host's roles need (pure; the parameters are data, never script text).
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run asks of every host, beyond what its roles need."""
 
-    ``user_context`` adds the one probe that changes a host (a one-shot scheduled task that
-    lists the desktop user's saved credentials); it is never on by default.
-    """
+    user_context: bool = False
+    """Add the one probe that changes a host (a one-shot scheduled task that lists the desktop
+    user's saved credentials); never on by default."""
+    since_hours: int = 24
+    """How far back event logs are read."""
+
+
+def plan(target: HostTarget, options: RunOptions = RunOptions()) -> list[ProbeCall]:
+    """The probes a host's roles need (pure; the parameters are data, never script text)."""
     roles = set(target.roles)
     calls = [ProbeCall("host", {})]  # every host: who it is, and proof the session works
     if roles & {Role.SESSION_HOST, Role.GATEWAY}:
@@ -76,14 +82,14 @@ def plan(target: HostTarget, *, user_context: bool = False) -> list[ProbeCall]:
         calls.append(ProbeCall("gateway", {}))
     if Role.CLIENT in roles:
         calls.append(ProbeCall("client", {"GatewayName": target.gateway, "GatewayPort": 443}))
-        if user_context:
+        if options.user_context:
             calls.append(ProbeCall("user_credentials", {"TimeoutSeconds": 30}))
     targets = ([f"{target.gateway}:443"] if target.gateway else []) + [f"{s}:3389" for s in target.session_hosts]
     if targets:
         calls.append(ProbeCall("network", {"Targets": targets, "TimeoutMs": 3000}))
     queries = [q for role in target.roles for q in EVENT_QUERIES[role]]
     calls.append(
-        ProbeCall("events", {"Queries": queries, "SinceHours": EVENT_WINDOW_HOURS, "MaxEvents": EVENT_MAX_PER_LOG})
+        ProbeCall("events", {"Queries": queries, "SinceHours": options.since_hours, "MaxEvents": EVENT_MAX_PER_LOG})
     )
     return calls
 
@@ -123,12 +129,15 @@ class _Progress:
 
 
 def collect_host(
-    target: HostTarget, password: Secret | None, progress: _Progress | None = None, *, user_context: bool = False
+    target: HostTarget,
+    password: Secret | None,
+    progress: _Progress | None = None,
+    options: RunOptions = RunOptions(),
 ) -> HostFacts:
     """Open one session, run the host's probes in it, validate each output. Never raises."""
     progress = progress or _Progress()
     started, t0 = utc_now(), time.monotonic()
-    calls = plan(target, user_context=user_context)
+    calls = plan(target, options)
     if calls:
         try:
             with HostSession(target, password) as session:
@@ -166,21 +175,21 @@ def collect_host(
     )
 
 
-def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float) -> HostFacts:
+def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float, options: RunOptions) -> HostFacts:
     probes, problems = progress.snapshot()
     endpoints, endpoint_results = progress.endpoints()
     problems.append(
         CollectionProblem(
             CollectionFailure.TIMEOUT,
             f"collection did not finish within the host deadline of {target.host_deadline_s:g} s "
-            f"({len(probes)} of {len(plan(target))} probes had finished)",
+            f"({len(probes)} of {len(plan(target, options))} probes had finished)",
         )
     )
     return HostFacts(
         target=target,
         probes=probes,
         problems=tuple(problems),
-        planned=tuple(c.probe for c in plan(target)),
+        planned=tuple(c.probe for c in plan(target, options)),
         endpoints=endpoints,
         endpoint_results=endpoint_results,
         started=started,
@@ -205,8 +214,8 @@ def run_hosts(
     concurrency: int = DEFAULT_CONCURRENCY,
     on_host_done: Callable[[HostReport], None] = lambda report: None,
     on_host_start: Callable[[HostTarget], None] = lambda target: None,
-    collect: Callable[..., HostFacts] = collect_host,
-    user_context: bool = False,
+    collect: Callable[[HostTarget, Secret | None, _Progress, RunOptions], HostFacts] = collect_host,
+    options: RunOptions = RunOptions(),
 ) -> list[HostReport]:
     """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept."""
     done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
@@ -220,11 +229,7 @@ def run_hosts(
         on_host_done(report)
 
     def worker(target: HostTarget, progress: _Progress) -> None:
-        facts = (
-            collect(target, passwords.get(target.name), progress, user_context=True)
-            if user_context
-            else collect(target, passwords.get(target.name), progress)
-        )
+        facts = collect(target, passwords.get(target.name), progress, options)
         done.put((target.name, facts))
 
     while pending or in_flight:
@@ -249,5 +254,5 @@ def run_hosts(
         for name, flight in list(in_flight.items()):
             if now >= flight.deadline:
                 del in_flight[name]
-                finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0))
+                finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
     return [reports[t.name] for t in targets]

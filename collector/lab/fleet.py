@@ -267,7 +267,7 @@ def check_answers(host: ScenarioHost, view: LabView) -> None:
     """Answer every probe the collector will ask this host for, once, before serving it: a
     scenario whose data breaks a probe schema fails at start, naming host, probe and field."""
     from collector.model import HostTarget, Role
-    from collector.runner import plan
+    from collector.runner import RunOptions, plan
 
     target = HostTarget(
         name=host.name,
@@ -276,7 +276,7 @@ def check_answers(host: ScenarioHost, view: LabView) -> None:
         gateway=host.gateway,
         session_hosts=host.session_hosts,
     )
-    for call in plan(target, user_context=True):
+    for call in plan(target, RunOptions(user_context=True)):
         try:
             _answer(host, view, call.probe, call.parameters)
         except (contract.ContractError, KeyError) as exc:

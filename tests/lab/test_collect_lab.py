@@ -86,7 +86,7 @@ EXPECTED_PROBLEMS = {
 def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
     """Each broken scenario yields its own problems, and the healthy trio none (no false alarm)."""
     passwords = dict.fromkeys(targets_by_name(lab_inventory), Secret(PASSWORD))
-    collected = runner.run_hosts(lab_inventory.targets, passwords, user_context=True)
+    collected = runner.run_hosts(lab_inventory.targets, passwords, options=runner.RunOptions(user_context=True))
     reports = {r.name: r for r in fleet_checks.evaluate_fleet(collected)}
     problems = {name: {c.id for c in r.checks if c.is_problem} for name, r in reports.items()}
     assert problems == EXPECTED_PROBLEMS

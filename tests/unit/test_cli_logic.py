@@ -174,3 +174,24 @@ def test_causes_come_before_symptoms_among_equals() -> None:
     mk = lambda i: CheckResult(i, Status.FAIL, Severity.CRITICAL, "t", "h")  # noqa: E731
     ordered = report.sorted_checks([mk("rdp.not-listening"), mk("rdp.service-stopped"), mk("collect.timeout")])
     assert [c.id for c in ordered] == ["collect.timeout", "rdp.service-stopped", "rdp.not-listening"]
+
+
+@pytest.mark.parametrize(("text", "hours"), [("24h", 24), ("24", 24), ("90m", 2), ("7d", 168), (" 3D ", 72)])
+def test_since_window(text: str, hours: int) -> None:
+    assert cli._hours(text) == hours
+
+
+@pytest.mark.parametrize("text", ["0h", "40d", "soon", "-3h"])
+def test_since_window_refused(text: str) -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._hours(text)
+
+
+def test_since_reaches_the_events_probe() -> None:
+    from collector.runner import RunOptions, plan
+
+    target = facts((Role.CLIENT,), None).target
+    events = next(c for c in plan(target, RunOptions(since_hours=72)) if c.probe == "events")
+    assert events.parameters["SinceHours"] == 72

@@ -64,7 +64,7 @@ def test_plan_follows_roles_and_passes_inputs_as_parameters() -> None:
 def test_hung_host_times_out_while_others_complete() -> None:
     release = threading.Event()
 
-    def collect(t, password, progress):
+    def collect(t, password, progress, options):
         if t.name == "hang":
             release.wait(30)
         else:
@@ -98,7 +98,7 @@ def test_hung_host_times_out_while_others_complete() -> None:
 def test_partial_facts_survive_a_timeout() -> None:
     release = threading.Event()
 
-    def collect(t, password, progress):
+    def collect(t, password, progress, options):
         progress.add_probe(healthy_probe())
         release.wait(30)
         return HostFacts(target=t)
@@ -113,7 +113,7 @@ def test_concurrency_limit_is_respected() -> None:
     lock = threading.Lock()
     active = peak = 0
 
-    def collect(t, password, progress):
+    def collect(t, password, progress, options):
         nonlocal active, peak
         with lock:
             active += 1
