@@ -6,6 +6,11 @@ into a ``CollectionError`` whose reason an administrator can act on (and which n
 the password); the hard per-host deadline lives in the runner, because pypsrp retries a silent
 Receive several times before it gives up.
 
+One probe may send at most ``MAX_PROBE_OUTPUT`` bytes: pypsrp keeps a pipeline's whole output
+(and the fragments of an unfinished object) in memory, so the session counts what each Receive
+brings and stops reading past the limit. A session also stops starting probes once the host's
+deadline has passed, so a worker the runner abandoned closes its pool instead of going on.
+
 Kerberos (``auth: kerberos``, and ``negotiate``, which tries it first) asks for the service
 principal ``<spn_service>/<name>``: the inventory *name*, never the address dialled, so a host
 reached by IP or through a DNS alias still authenticates as itself. The service defaults to
@@ -28,6 +33,7 @@ from typing import Any
 
 import requests
 import spnego
+from pypsrp.complex_objects import RunspacePoolState
 from pypsrp.exceptions import (
     AuthenticationError,
     InvalidPSRPOperation,
@@ -39,6 +45,7 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 from spnego.exceptions import BadMechanismError, NoCredentialError, SpnegoError
 
+from collector import scripts
 from collector.credentials import Secret
 from collector.model import CollectionFailure, HostTarget
 
@@ -75,6 +82,13 @@ _GSS_S_NO_CRED = 7 << 16
 _GSS_S_CREDENTIALS_EXPIRED = 11 << 16
 
 
+# The most output one probe may send, in PSRP bytes as they arrive (before any parsing). The
+# largest probe, events (at most 200 events per log), prints a few MiB at worst: 16 MiB leaves
+# room without letting one host fill the workstation's memory.
+MAX_PROBE_OUTPUT = 16 * 1024 * 1024
+_MIB = 1024 * 1024
+
+
 class CollectionError(Exception):
     """Collection from a host failed; ``kind`` becomes a ``collect.*`` check."""
 
@@ -82,6 +96,19 @@ class CollectionError(Exception):
         self.kind = kind
         self.reason = reason
         super().__init__(f"{kind.value}: {reason}")
+
+
+class OutputTooLarge(CollectionError):
+    """One probe sent more than the session accepts; ``probe`` names it (the other probes may be fine)."""
+
+    def __init__(self, probe: str, received: int, limit: int) -> None:
+        self.probe = probe
+        super().__init__(
+            CollectionFailure.BAD_OUTPUT,
+            f"probe {probe} sent more than the {limit / _MIB:g} MiB of output the collector accepts from one "
+            f"probe ({received / _MIB:.1f} MiB had arrived when it stopped reading); no probe prints that "
+            "much, so what the host is sending is not probe output",
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +184,18 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
                 "(Enable-PSRemoting or 'winrm quickconfig' on the host) or a firewall rejects it",
             )
         return CollectionError(CollectionFailure.UNREACHABLE, f"cannot connect to {where}: {_first_line(exc)}")
+    cut = _incomplete_read(exc)
+    if cut is not None:
+        arrived, promised = cut
+        return CollectionError(
+            CollectionFailure.BAD_OUTPUT,
+            f"{where} broke off a response midway ({arrived} of {promised} bytes arrived, then the connection "
+            "closed): the WinRM service, or a proxy or load balancer on the way, cut it",
+        )
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return CollectionError(
+            CollectionFailure.BAD_OUTPUT, f"{where} broke off a response midway: {_first_line(exc)[:200]}"
+        )
     if isinstance(exc, WSManFaultError):
         kind, hint = _FAULT_HINTS.get(exc.code, (CollectionFailure.UNREACHABLE, "WinRM answered with a fault"))
         detail = (exc.reason or "").strip()
@@ -168,8 +207,20 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
             f"{_first_line(exc.response_text or '')[:200]}",
         )
     if isinstance(exc, ET.ParseError):
-        return CollectionError(CollectionFailure.BAD_OUTPUT, f"{where} sent a response that is not XML ({exc})")
+        return CollectionError(
+            CollectionFailure.BAD_OUTPUT,
+            f"{where} sent a response that is not XML ({exc}): something other than WinRM answered, "
+            "such as a proxy or web filter page",
+        )
     if isinstance(exc, InvalidPSRPOperation):
+        broken = re.match(r"Received a broken RunspacePoolState message:\s*(.*)", str(exc), re.DOTALL)
+        if broken:
+            return CollectionError(
+                CollectionFailure.BAD_OUTPUT,
+                "the PowerShell session on the host broke as soon as it opened (its host process, "
+                "wsmprovhost.exe, ended or hit a WinRM quota such as MaxMemoryPerShellMB); the host said: "
+                f"{_first_line(broken.group(1))[:300] or 'nothing'}",
+            )
         return CollectionError(
             CollectionFailure.BAD_OUTPUT, f"the PowerShell runspace on the host is broken: {_first_line(exc)}"
         )
@@ -193,6 +244,18 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
             f"unexpected answer from {where}: {type(exc).__name__}: {_first_line(exc)[:200]}",
         )
     return CollectionError(CollectionFailure.BAD_OUTPUT, f"{type(exc).__name__}: {_first_line(exc)[:200]}")
+
+
+def _incomplete_read(exc: BaseException) -> tuple[int, int] | None:
+    """(bytes that arrived, bytes promised) when a response ended before its Content-Length (pure)."""
+    for current in _chain(exc):
+        if type(current).__name__ != "IncompleteRead":  # urllib3's or http.client's
+            continue
+        partial, expected = getattr(current, "partial", None), getattr(current, "expected", None)
+        arrived = len(partial) if isinstance(partial, bytes | bytearray) else partial
+        if isinstance(arrived, int) and isinstance(expected, int):
+            return arrived, arrived + expected
+    return None
 
 
 def spn_of(target: HostTarget) -> str:
@@ -347,14 +410,52 @@ def _first_line(value: object) -> str:
     return text.splitlines()[0] if text else ""
 
 
+class _Oversize(Exception):
+    """A pipeline's output passed the limit (internal: becomes ``OutputTooLarge`` with the probe's name)."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
+class _MeteredPool(RunspacePool):
+    """A runspace pool that refuses a pipeline's output past ``limit`` bytes, as it arrives.
+
+    pypsrp keeps everything a pipeline sends until it ends, and the fragments of an unfinished
+    object until its last fragment: counting each Receive's PSRP bytes before they are
+    defragmented bounds what one probe can make the collector hold to the limit plus one envelope.
+    """
+
+    def __init__(self, connection: WSMan, limit: int) -> None:
+        super().__init__(connection)
+        self.limit = limit
+        self.received: dict[str, int] = {}  # pipeline id -> PSRP bytes so far
+
+    def _parse_responses(self, responses: bytes, pipeline: PowerShell | None = None) -> list[tuple[int, Any]]:
+        if pipeline is not None:
+            total = self.received.get(pipeline.id, 0) + len(responses)
+            self.received[pipeline.id] = total
+            if total > self.limit:
+                raise _Oversize(total)
+        return super()._parse_responses(responses, pipeline)
+
+
+def _probe_name(script: str) -> str:
+    identity = scripts.identify(script)
+    return identity[0] if identity else "(unnamed script)"
+
+
 class HostSession:
     """A runspace pool on one host; use as a context manager so the pool is always closed."""
 
-    def __init__(self, target: HostTarget, password: Secret | None) -> None:
+    def __init__(self, target: HostTarget, password: Secret | None, *, max_output: int = MAX_PROBE_OUTPUT) -> None:
         self.target = target
         self._password = password
+        self._max_output = max_output
+        self._expires = time.monotonic() + target.host_deadline_s
         self._wsman: WSMan | None = None
-        self._pool: RunspacePool | None = None
+        self._pool: _MeteredPool | None = None
+        self._connection_broke = False  # the host no longer knows this HTTP session's security context
 
     def _scrub(self, error: CollectionError) -> CollectionError:
         """Defence in depth: no reason may carry the password, whatever a library put in it."""
@@ -366,6 +467,7 @@ class HostSession:
         try:
             self._open()
         except BaseException as exc:
+            self._connection_broke = isinstance(exc, requests.exceptions.RequestException)
             self.close()
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -423,33 +525,52 @@ class HostSession:
             auth=t.auth,
             cert_validation=cert_validation,
             encryption=encryption,
-            connection_timeout=int(max(1, t.connect_timeout_s)),
+            connection_timeout=max(1.0, t.connect_timeout_s),  # fractions kept: "no answer within N s" quotes it
             operation_timeout=operation_timeout,
             read_timeout=operation_timeout + 10,
             reconnection_retries=0,
             no_proxy=False,
             **kwargs,
         )
-        if https and t.address != t.name and t.cert_validation:
-            _verify_tls_name(self._wsman, t.name)
-        self._pool = RunspacePool(self._wsman)
+        self._name_tls()
+        self._pool = _MeteredPool(self._wsman, self._max_output)
         self._pool.open()
 
+    def _name_tls(self) -> None:
+        t = self.target
+        if self._wsman is not None and t.transport == "https" and t.address != t.name and t.cert_validation:
+            _verify_tls_name(self._wsman, t.name)
+
     def run(self, script: str, parameters: Mapping[str, Any] | None = None) -> ScriptOutput:
-        """Run one script with named parameters; raises CollectionError on transport failure."""
-        if self._pool is None:
+        """Run one script with named parameters; raises CollectionError on transport failure,
+        ``OutputTooLarge`` past the output limit, and a timeout once the host's deadline has passed."""
+        pool = self._pool
+        if pool is None:
             raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
+        probe = _probe_name(script)
+        if time.monotonic() >= self._expires:  # the runner has given up on this host: stop here
+            raise CollectionError(
+                CollectionFailure.TIMEOUT,
+                f"the host deadline of {self.target.host_deadline_s:g} s passed before probe {probe} could start",
+            )
         start = time.monotonic()
+        ps = PowerShell(pool)
         try:
-            ps = PowerShell(self._pool)
             ps.add_script(script)
             for name, value in (parameters or {}).items():
                 ps.add_parameter(name, value)
             output = ps.invoke()
+        except _Oversize as over:
+            with contextlib.suppress(Exception):  # tell the host to stop; the pool's Delete ends it anyway
+                ps.stop()
+            raise OutputTooLarge(probe, over.received, pool.limit) from None
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
+            self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
             raise self._scrub(classify(exc, self.target)) from None
+        finally:
+            pool.received.pop(ps.id, None)
         errors = [str(e) for e in ps.streams.error]
         return ScriptOutput(
             output=list(output),
@@ -462,13 +583,36 @@ class HostSession:
         """Close the pool (frees the host's shell quota) and the HTTP session; never raises."""
         pool, self._pool = self._pool, None
         if pool is not None:
+            if self._connection_broke:
+                self._renew_http_session()
             # A dead host cannot be told; its shell quota frees on its side when the shell times out.
             with contextlib.suppress(Exception):
-                pool.close()
+                if pool.state == RunspacePoolState.BROKEN:
+                    # pypsrp does not delete the shell of a broken pool, yet the host may still hold
+                    # it (and count it against MaxShellsPerUser): delete it.
+                    pool.shell.close()
+                else:
+                    pool.close()
         wsman, self._wsman = self._wsman, None
         if wsman is not None:
             with contextlib.suppress(Exception):
                 wsman.transport.close()
+
+    def _renew_http_session(self) -> None:
+        """Start over with a new HTTP session (and authentication) for the pool's Delete.
+
+        A connection that broke mid-request took its NTLM or Kerberos context with it (they belong
+        to the TCP connection on the host), so requests still sealed with it would be refused.
+        """
+        if self._wsman is None:
+            return
+        transport = self._wsman.transport
+        with contextlib.suppress(Exception):
+            transport.close()
+        transport.session = None
+        transport.encryption = None
+        with contextlib.suppress(Exception):
+            self._name_tls()
 
 
 def _verify_tls_name(wsman: WSMan, name: str) -> None:

@@ -12,13 +12,13 @@ import functools
 import json
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from collector import contract, scripts
 from collector.contract import ServiceInfo
@@ -27,10 +27,16 @@ from collector.lab.emulate import LabCertificate, LabView
 from collector.lab.endpoints import GatewayServer, RdpListenerServer
 from collector.lab.pki import VARIANTS, LabChain
 from collector.lab.pki import LabPKI as TwoTierPKI
-from collector.lab.wsman import Invocation, InvocationResult, WSManServer
+from collector.lab.wsman import FAULTS, Blackhole, Invocation, InvocationResult, WSManServer
 
 LAB_USER = "LAB\\collector"
 PASSWORD_ENV = "COLLECT_LAB_PASSWORD"
+# "down": nothing listens (connection refused); "blackhole": connects time out; "bad-json": every
+# probe prints valid JSON that breaks its schema; the rest are the WinRM server's (wsman.FAULTS).
+Fault = Literal[
+    "down", "blackhole", "hang", "slow", "unauthorized", "http500", "malformed-xml", "broken-pool",
+    "pipeline-error", "truncated", "oversize", "bad-json",
+]  # fmt: skip
 
 
 class ScenarioError(ValueError):
@@ -73,7 +79,9 @@ class _ScenarioHost(_Model):
     session_hosts: list[str] = []
     notes: str = ""
     winrm: _WinRM = _WinRM()
-    fault: Literal["down", "hang", "http500"] | None = None
+    fault: Fault | None = None
+    latency: float = Field(0.0, ge=0)  # seconds added to every WinRM answer
+    probe_seconds: float = Field(0.0, ge=0)  # how long each probe takes on the host
     os: _OS | None = None
     clock_skew_seconds: float = 0.0
     services: list[ServiceInfo] = []
@@ -107,6 +115,8 @@ class ScenarioHost:
     transport: str = "http"
     auth: str = "negotiate"
     fault: str | None = None
+    latency: float = 0.0  # seconds added to every WinRM answer (benchmarks)
+    probe_seconds: float = 0.0  # how long each probe takes on the host before its output is ready
     services: tuple[Mapping[str, Any], ...] = ()
     os: Mapping[str, str] = field(default_factory=lambda: SERVER_2022.model_dump())
     clock_skew_seconds: float = 0.0
@@ -157,6 +167,8 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
             transport=h.winrm.transport,
             auth=h.winrm.auth,
             fault=h.fault,
+            latency=h.latency,
+            probe_seconds=h.probe_seconds,
             services=tuple(s.model_dump() for s in h.services),
             os=(h.os or (WINDOWS_11 if h.roles == ["client"] else SERVER_2022)).model_dump(),
             clock_skew_seconds=h.clock_skew_seconds,
@@ -219,7 +231,7 @@ def _running(host: ScenarioHost, service: str) -> bool:
 
 def lab_view(host: ScenarioHost, hosts: Sequence[ScenarioHost], certs: FleetCertificates) -> LabView:
     """What ``host`` can resolve, reach and trust in this fleet."""
-    up = [h for h in hosts if h.fault != "down"]
+    up = [h for h in hosts if h.fault not in ("down", "blackhole")]
     open_ports = set()
     for other in up:
         if "gateway" in other.roles and _running(other, "TSGateway"):
@@ -294,10 +306,16 @@ def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], Invoc
         if name not in contract.SCHEMAS:
             return InvocationResult(errors=[f"lab host {host.name} does not know probe {name}"])
         data = _answer(host, view, name, invocation.parameters)
+        if host.fault == "bad-json":  # as ConvertTo-Json -Depth 1 prints it: nested values become type names
+            data = {k: _type_name(v) if isinstance(v, dict | list) else v for k, v in data.items()}
         envelope = {"probe": name, "version": version, "data": data, "errors": []}
-        return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))])
+        return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))], delay=host.probe_seconds)
 
     return respond
+
+
+def _type_name(value: dict[str, Any] | list[Any]) -> str:
+    return "System.Collections.Hashtable" if isinstance(value, dict) else "System.Object[]"
 
 
 # --- the fleet ----------------------------------------------------------------------------------
@@ -362,6 +380,9 @@ class LabFleet:
     ports: dict[str, int] = field(default_factory=dict)
     ca_file: Path | None = None
     certs: FleetCertificates | None = None
+    latency: float = 0.0  # fleet-wide, added to each host's own
+    probe_seconds: float = 0.0  # fleet-wide, added to each host's own
+    blackholes: dict[str, Blackhole] = field(default_factory=dict)
 
     def start(self) -> LabFleet:
         """Make the PKI and start every host's servers; a second call does nothing."""
@@ -376,15 +397,21 @@ class LabFleet:
                 if host.fault == "down":
                     self.ports[host.name] = free_port()
                     continue
+                if host.fault == "blackhole":
+                    self.blackholes[host.name] = Blackhole().start()
+                    self.ports[host.name] = self.blackholes[host.name].port
+                    continue
                 tls = self.certs.chains[host.name]["winrm"].tls if host.transport == "https" else None
                 view = lab_view(host, self.hosts, self.certs)
                 check_answers(host, view)
+                timed = replace(host, probe_seconds=host.probe_seconds + self.probe_seconds)
                 server = WSManServer(
-                    responder(host, view),
+                    responder(timed, view),
                     users={LAB_USER: self.password},
                     auth="basic" if host.auth == "basic" else "negotiate",
                     tls=tls,
-                    fault=host.fault,
+                    fault=host.fault if host.fault in FAULTS else None,
+                    latency=host.latency + self.latency,
                 )
                 server.start()
                 self.servers[host.name] = server
@@ -398,6 +425,9 @@ class LabFleet:
         return self
 
     def stop(self) -> None:
+        for blackhole in self.blackholes.values():
+            blackhole.stop()
+        self.blackholes.clear()
         for server in self.servers.values():
             server.stop()
         for endpoints in self.endpoints.values():

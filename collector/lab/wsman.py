@@ -15,6 +15,10 @@ or WinRS stdout/stderr and an exit code. Not simulated: CredSSP and certificate 
 disconnected-session actions (Connect, Disconnect, Reconnect), which get the WS-Man fault for an
 unsupported action.
 
+Faults: ``fault=`` makes the server fail the way real hosts do, each at the protocol stage where
+that failure happens (see ``FAULTS``), so the collector's handling is tested against the wire
+protocol; :class:`Blackhole` is a port where connects time out instead.
+
 NTLM users: pyspnego's NTLM acceptor reads credentials only from the file named by the
 process-wide ``NTLM_USER_FILE`` environment variable. While negotiate servers run, the lab keeps
 one such file in a private temp dir holding the union of their users (replaced atomically, removed
@@ -56,7 +60,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
@@ -103,6 +107,9 @@ class InvocationResult:
 
     output: Sequence[Any] = ()  # output stream objects; for winrs each becomes stdout line(s)
     errors: Sequence[str] = ()  # error messages; any error fails the pipeline / exits 1
+    # Seconds the host works before the output is ready. The server waits on the pipeline's own
+    # thread (never the request thread), so other pipelines of the pool and other hosts go on.
+    delay: float = 0.0
 
 
 Responder = Callable[[Invocation], InvocationResult]
@@ -134,10 +141,32 @@ class KerberosService:
         return f"{self.service}/{self.hostname}"
 
 
-# Faults the server can be told to simulate. Each is one branch at a defined stage:
-# "hang" at the HTTP request stage (request read, never answered), "http500" at the WS-Man
-# envelope stage (every authenticated request answered with a WS-Man fault).
-FAULTS = frozenset({"hang", "http500"})
+# Faults the server can be told to simulate, each one branch at the protocol stage where it bites:
+#   HTTP request   "hang"            the request is read and never answered (until stop())
+#   HTTP reply     "slow"            every answer, 401s included, comes ``slow_seconds`` late
+#   auth           "unauthorized"    401 whatever the credentials
+#   envelope       "http500"         every authenticated request answered with a WS-Man fault
+#                  "malformed-xml"   HTTP 200 whose body is not XML (nothing is dispatched)
+#   runspace pool  "broken-pool"     the pool goes Broken right after it opens (its host process died)
+#   pipeline       "pipeline-error"  every pipeline fails with one ErrorRecord and no output
+#                  "oversize"        every pipeline writes ``oversize_bytes`` more output than it should
+#   Receive        "truncated"       a Receive that carries a command's output is cut off mid-body
+# (Refused and timed-out connects need no server: nothing listening, or a :class:`Blackhole`.)
+FAULTS = frozenset(
+    {
+        "hang",
+        "slow",
+        "unauthorized",
+        "http500",
+        "malformed-xml",
+        "broken-pool",
+        "pipeline-error",
+        "oversize",
+        "truncated",
+    }
+)
+SLOW_SECONDS = 0.5  # the default delay of every answer under fault "slow"
+OVERSIZE_BYTES = 20 * 1024 * 1024  # the default extra output under fault "oversize": more than a collector holds
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +213,17 @@ _E_UNEXPECTED_SELECTORS = 2150858843
 _E_PROVIDER_FAILURE = 2150858755
 
 _SERVER_MAX_ENVELOPE = 512_000  # MaxEnvelopeSizekb=500, the default since Server 2012
+# What fault "malformed-xml" answers with: a middlebox's HTML page, which no XML parser accepts.
+_NOT_XML = b"<html><body><h1>Request blocked</h1>Policy&nbsp;violation<br></body></html>"
+# Windows' words when the host process of a session (wsmprovhost.exe) dies or exceeds its quota.
+_BROKEN_POOL_MESSAGE = (
+    "The WSMan provider host process did not return a proper response.  A provider in the host process "
+    "may have behaved improperly."
+)
+# What every probe gets on a host whose PowerShell runs in ConstrainedLanguage (AppLocker, WDAC).
+_PIPELINE_ERROR_MESSAGE = (
+    "Cannot invoke method. Method invocation is supported only on core types in this language mode."
+)
 _STATUS_CONTROL_C_EXIT = -1073741510  # 0xC000013A as a signed exit code
 _LOCAL_DOMAINS = ("", ".", "WORKSTATION")  # plus this host's NetBIOS name, see _local_domains()
 _MAX_BODY = 64 * 1024 * 1024
@@ -206,6 +246,15 @@ class _Fault(Exception):
 
 class _Abort(Exception):
     """Drop the connection without an answer (server stopping)."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """An HTTP answer to a WS-Man request; ``cut`` sends only half of it, then hangs up."""
+
+    status: int
+    body: bytes
+    cut: bool = False
 
 
 def _shell_not_found(shell_id: str) -> _Fault:
@@ -896,11 +945,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(200, b"")
             return
         try:
-            status, reply = self.lab._handle_envelope(envelope, user, self.client_address[0])
+            answer = self.lab._handle_envelope(envelope, user, self.client_address[0])
         except _Abort:
             self.close_connection = True
             return
-        self._reply(status, reply)
+        self._reply(answer.status, answer.body, cut=answer.cut)
 
     # -- HTTP plumbing
 
@@ -931,9 +980,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         return None
 
-    def _reply(self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = ()) -> None:
-        if self.lab._latency > 0:  # simulated network/host latency, cut short by stop()
-            self.lab._stopping.wait(self.lab._latency)
+    def _reply(self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), cut: bool = False) -> None:
+        delay = self.lab._latency + (self.lab._slow_seconds if self.lab._fault == "slow" else 0.0)
+        if delay > 0:  # simulated network/host latency (and fault "slow"), cut short by stop()
+            self.lab._stopping.wait(delay)
         all_headers = [*headers, *self._auth_headers]
         self._auth_headers = []
         content_type = "application/soap+xml;charset=UTF-8"
@@ -947,7 +997,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in all_headers:
             self.send_header(name, value)
         self.end_headers()
-        if body:
+        if cut:  # fault "truncated": Content-Length promises the whole body; half comes, then EOF
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+        elif body:
             self.wfile.write(body)
 
     # -- auth
@@ -956,6 +1009,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """The authenticated user key, or None once a 401 has been sent."""
         scheme, _, token = self.headers.get("Authorization", "").strip().partition(" ")
         token = token.strip()
+        if self.lab._fault == "unauthorized":  # auth stage: no credentials are good enough
+            self._reply(401, b"", [("WWW-Authenticate", self.lab._offer())])
+            return None
         if self.lab._auth == "basic":
             user = self.lab._check_basic(token) if scheme.lower() == "basic" else None
             if user is None:
@@ -1044,6 +1100,8 @@ class WSManServer:
         fault: str | None = None,
         latency: float = 0.0,
         kerberos: KerberosService | None = None,
+        slow_seconds: float = SLOW_SECONDS,
+        oversize_bytes: int = OVERSIZE_BYTES,
     ) -> None:
         if auth not in ("basic", "negotiate", "kerberos"):
             raise ValueError(f"auth must be 'basic', 'negotiate' or 'kerberos', not {auth!r}")
@@ -1057,8 +1115,8 @@ class WSManServer:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
         if not users:
             raise ValueError("the lab server needs at least one user")
-        if latency < 0:
-            raise ValueError("latency must not be negative")
+        if latency < 0 or slow_seconds < 0 or oversize_bytes < 0:
+            raise ValueError("latency, slow_seconds and oversize_bytes must not be negative")
         if auth == "negotiate":
             _ntlm_lines(users)  # validate early
         self._responder = responder
@@ -1069,6 +1127,8 @@ class WSManServer:
         self._requested_port = port
         self._fault = fault
         self._latency = float(latency)
+        self._slow_seconds = float(slow_seconds)
+        self._oversize_bytes = int(oversize_bytes)
         self._kerberos = kerberos
         self._challenge = "Kerberos" if auth == "kerberos" else "Negotiate"  # the WWW-Authenticate offer
 
@@ -1220,6 +1280,10 @@ class WSManServer:
             return None
         return key
 
+    def _offer(self) -> str:
+        """The WWW-Authenticate challenge of this server's auth."""
+        return 'Basic realm="WSMAN"' if self._auth == "basic" else self._challenge
+
     def _match(self, principal: str, protocol: str = "ntlm") -> str | None:
         if protocol == "kerberos":
             return _match_kerberos_user(self._users, principal)
@@ -1242,7 +1306,7 @@ class WSManServer:
             options=spnego.NegotiateOptions.use_negotiate if self._auth == "negotiate" else 0,
         )
 
-    def _handle_envelope(self, envelope: bytes, user: str, client_ip: str) -> tuple[int, bytes]:
+    def _handle_envelope(self, envelope: bytes, user: str, client_ip: str) -> _Answer:
         relates_to = None
         try:
             request = _Request.parse(envelope, user, client_ip)
@@ -1255,6 +1319,8 @@ class WSManServer:
                     "w:InvalidSelectors",
                     sender=True,
                 )
+            if self._fault == "malformed-xml":  # envelope stage: a 200 whose body no parser accepts
+                return _Answer(200, _NOT_XML)
             if len(envelope) > _SERVER_MAX_ENVELOPE:
                 raise _Fault(
                     _E_MAX_ENVELOPE_SIZE_EXCEEDED,
@@ -1263,15 +1329,17 @@ class WSManServer:
                     "w:EncodingLimit",
                     sender=True,
                 )
-            return 200, self._dispatch(request)
+            reply = self._dispatch(request)
+            # Receive stage: a response that carries a command's output is cut off mid-body.
+            return _Answer(200, reply, cut=self._fault == "truncated" and _receives_command_output(request))
         except _Fault as fault:
-            return 500, _fault_envelope(fault, relates_to)
+            return _Answer(500, _fault_envelope(fault, relates_to))
         except _Abort:
             raise
         except Exception as exc:
             log.exception("lab WS-Man server failed on a request")
             fault = _Fault(_E_PROVIDER_FAILURE, f"The lab WinRM provider failed: {type(exc).__name__}: {exc}")
-            return 500, _fault_envelope(fault, relates_to)
+            return _Answer(500, _fault_envelope(fault, relates_to))
 
     # -- WS-Management operations
 
@@ -1320,14 +1388,25 @@ class WSManServer:
             self._invocations.append(invocation)
 
     def _call(self, invocation: Invocation) -> InvocationResult:
+        """The host's answer to one invocation, once it is ready (runs on the pipeline's thread)."""
         try:
             result = self._responder(invocation)
             if not isinstance(result, InvocationResult):
                 raise TypeError(f"the responder returned {type(result).__name__}, not InvocationResult")
-            return result
         except Exception as exc:  # a broken responder fails the pipeline, it does not kill the server
             log.exception("lab responder failed")
-            return InvocationResult(errors=(f"{type(exc).__name__}: {exc}",))
+            result = InvocationResult(errors=(f"{type(exc).__name__}: {exc}",))
+        if result.delay > 0:  # the host at work; stop() cuts it short
+            self._stopping.wait(result.delay)
+        return self._pipeline_fault(result)
+
+    def _pipeline_fault(self, result: InvocationResult) -> InvocationResult:
+        """Pipeline stage: what the host's PowerShell makes of the answer under a fault."""
+        if self._fault == "pipeline-error":  # every pipeline fails, nothing on the output stream
+            return InvocationResult(errors=(_PIPELINE_ERROR_MESSAGE,))
+        if self._fault == "oversize":  # far more output than any probe prints
+            return replace(result, output=(*result.output, "x" * self._oversize_bytes))
+        return result
 
     def _op_create(self, req: _Request) -> str:
         spec = req.body.find("rsp:Shell", _NS)
@@ -1357,6 +1436,9 @@ class WSManServer:
                 self._psrp_events(psrp, psrp.feed(_b64decode(creation.text), "stdin", None))
             if psrp.pool.state != psrpcore.types.RunspacePoolState.Opened:
                 raise _Fault(_E_PROVIDER_FAILURE, "The runspace pool did not open (incomplete negotiation).")
+            if self._fault == "broken-pool":  # pool stage: its host process dies right after the open
+                with psrp.cond:
+                    psrp.pool.set_broken(_error_record(_BROKEN_POOL_MESSAGE, terminating=True))
             shell = psrp
         else:
             raise _Fault(
@@ -1722,6 +1804,55 @@ class WSManServer:
         return "<rsp:ReceiveResponse>" + "".join(parts) + "</rsp:ReceiveResponse>"
 
 
+class Blackhole:
+    """A loopback port where TCP connects time out, as behind a firewall that drops packets.
+
+    A closed port answers a SYN with a reset (connection refused); here nothing answers at all.
+    Linux drops a SYN while the listener's accept queue is full, so a listener with backlog 0
+    whose one queued connection is never accepted ignores every further connect. ``start()``
+    checks that the OS really behaves so, and refuses to pretend otherwise.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._sockets: list[socket.socket] = []
+        self.port = 0
+
+    def start(self) -> Blackhole:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        self._sockets.append(listener)
+        try:
+            listener.bind((self._host, 0))
+            listener.listen(0)
+            self.port = listener.getsockname()[1]
+            # The one connection the queue holds: completed by the kernel, never accepted.
+            self._sockets.append(socket.create_connection((self._host, self.port), timeout=2))
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.2)
+                try:
+                    probe.connect((self._host, self.port))
+                except TimeoutError:
+                    return self
+                except OSError as exc:
+                    raise RuntimeError(f"a connect to a full listen queue failed at once ({exc})") from None
+            raise RuntimeError("this OS accepts connects beyond a full listen queue; it cannot blackhole a port")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+
+    def __enter__(self) -> Blackhole:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 _IDENTIFY_RESPONSE = (
     f'<wsmid:IdentifyResponse xmlns:wsmid="{_NS["wsmid"]}">'
     "<wsmid:ProtocolVersion>http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd</wsmid:ProtocolVersion>"
@@ -1729,6 +1860,12 @@ _IDENTIFY_RESPONSE = (
     "<wsmid:ProductVersion>OS: 10.0.17763 SP: 0.0 Stack: 3.0</wsmid:ProductVersion>"
     "</wsmid:IdentifyResponse>"
 )
+
+
+def _receives_command_output(req: _Request) -> bool:
+    """Whether a request is a Receive for a command (not for the pool itself)."""
+    desired = req.body.find("rsp:Receive/rsp:DesiredStream", _NS)
+    return req.action == _SHELL + "/Receive" and desired is not None and bool(desired.get("CommandId"))
 
 
 def _mark_running(pipeline: psrpcore.ServerPipeline) -> None:
