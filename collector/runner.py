@@ -28,7 +28,7 @@ from collector.model import (
     ProbeResult,
     Role,
 )
-from collector.winrm import CollectionError, HostSession
+from collector.winrm import CollectionError, HostSession, OutputTooLarge, ScriptOutput
 
 DEFAULT_CONCURRENCY = 16
 
@@ -128,6 +128,14 @@ class _Progress:
             return self._endpoints
 
 
+def _bad_output_reason(exc: contract.ContractError, out: ScriptOutput) -> str:
+    """Say 'failed on the host' when the probe printed nothing and reported an error."""
+    if out.errors and not [o for o in out.output if o is not None]:
+        return f"probe {exc.probe} failed on the host: {out.errors[0][:300]}"
+    reason = str(exc)
+    return f"{reason}; the host reported: {out.errors[0][:300]}" if out.errors else reason
+
+
 def collect_host(
     target: HostTarget,
     password: Secret | None,
@@ -140,20 +148,34 @@ def collect_host(
     calls = plan(target, options)
     if calls:
         try:
-            with HostSession(target, password) as session:
-                for call in calls:
-                    probe = scripts.load(call.probe)
-                    out = session.run(probe.text, call.parameters)
+            # One runspace per probe: the host runs them side by side (WinRM's default
+            # MaxConcurrentOperationsPerUser is far above the handful a host gets).
+            with HostSession(target, password, max_runspaces=len(calls)) as session:
+                texts = [(scripts.load(call.probe).text, call.parameters) for call in calls]
+                for index, (call, out) in enumerate(zip(calls, session.run_all(texts), strict=False)):
+                    if isinstance(out, OutputTooLarge):
+                        # A host that floods one probe is not read further: closing the session stops
+                        # the rest, and reading them could take as long again.
+                        progress.add_problem(CollectionProblem(out.kind, out.reason, call.probe))
+                        for skipped in calls[index + 1 :]:
+                            progress.add_problem(
+                                CollectionProblem(
+                                    CollectionFailure.BAD_OUTPUT,
+                                    f"probe {skipped.probe} was not read: probe {call.probe} exceeded the output "
+                                    "limit first, and the session was closed",
+                                    skipped.probe,
+                                )
+                            )
+                        break
                     received = utc_now()
                     try:
                         progress.add_probe(
                             contract.parse_output(call.probe, list(out.output), out.duration_s, received)
                         )
                     except contract.ContractError as exc:
-                        reason = str(exc)
-                        if out.errors:
-                            reason += f"; the host reported: {out.errors[0][:300]}"
-                        progress.add_problem(CollectionProblem(CollectionFailure.BAD_OUTPUT, reason, call.probe))
+                        progress.add_problem(
+                            CollectionProblem(CollectionFailure.BAD_OUTPUT, _bad_output_reason(exc, out), call.probe)
+                        )
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
     # The workstation's own view of the host's endpoints, whether or not WinRM worked.
@@ -205,6 +227,7 @@ class _InFlight:
     started: str
     t0: float
     deadline: float
+    thread: threading.Thread | None = None
 
 
 def run_hosts(
@@ -216,12 +239,14 @@ def run_hosts(
     on_host_start: Callable[[HostTarget], None] = lambda target: None,
     collect: Callable[[HostTarget, Secret | None, _Progress, RunOptions], HostFacts] = collect_host,
     options: RunOptions = RunOptions(),
+    abandoned_grace_s: float = 5.0,
 ) -> list[HostReport]:
     """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept."""
     done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
     pending = list(targets)
     in_flight: dict[str, _InFlight] = {}
     reports: dict[str, HostReport] = {}
+    abandoned: list[threading.Thread] = []
 
     def finish(facts: HostFacts) -> None:
         report = HostReport(facts=facts, checks=tuple(checks.evaluate(facts)))
@@ -239,9 +264,10 @@ def run_hosts(
             flight = _InFlight(target, _Progress(), utc_now(), time.monotonic(), 0.0)
             flight.deadline = flight.t0 + target.host_deadline_s
             in_flight[target.name] = flight
-            threading.Thread(
+            flight.thread = threading.Thread(
                 target=worker, args=(target, flight.progress), name=f"collect-{target.name}", daemon=True
-            ).start()
+            )
+            flight.thread.start()
         wait = max(0.0, min(f.deadline for f in in_flight.values()) - time.monotonic())
         try:
             name, facts = done.get(timeout=min(wait, 1.0) if wait > 0 else 0.01)
@@ -254,5 +280,17 @@ def run_hosts(
         for name, flight in list(in_flight.items()):
             if now >= flight.deadline:
                 del in_flight[name]
+                if flight.thread is not None:
+                    abandoned.append(flight.thread)
                 finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
+    _let_abandoned_workers_close(abandoned, abandoned_grace_s)
     return [reports[t.name] for t in targets]
+
+
+def _let_abandoned_workers_close(threads: Sequence[threading.Thread], grace_s: float) -> None:
+    """Give workers that overran their deadline a few seconds to close their pools (they start no
+    new probe past the deadline), so a slow host does not keep a WinRM shell, counted against
+    MaxShellsPerUser, until its idle timeout. The run's report is already complete."""
+    until = time.monotonic() + grace_s
+    for thread in threads:
+        thread.join(max(0.0, until - time.monotonic()))

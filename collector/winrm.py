@@ -27,7 +27,7 @@ import importlib.util
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -426,8 +426,8 @@ class _MeteredPool(RunspacePool):
     defragmented bounds what one probe can make the collector hold to the limit plus one envelope.
     """
 
-    def __init__(self, connection: WSMan, limit: int) -> None:
-        super().__init__(connection)
+    def __init__(self, connection: WSMan, limit: int, max_runspaces: int = 1) -> None:
+        super().__init__(connection, max_runspaces=max_runspaces)
         self.limit = limit
         self.received: dict[str, int] = {}  # pipeline id -> PSRP bytes so far
 
@@ -448,10 +448,18 @@ def _probe_name(script: str) -> str:
 class HostSession:
     """A runspace pool on one host; use as a context manager so the pool is always closed."""
 
-    def __init__(self, target: HostTarget, password: Secret | None, *, max_output: int = MAX_PROBE_OUTPUT) -> None:
+    def __init__(
+        self,
+        target: HostTarget,
+        password: Secret | None,
+        *,
+        max_output: int = MAX_PROBE_OUTPUT,
+        max_runspaces: int = 1,
+    ) -> None:
         self.target = target
         self._password = password
         self._max_output = max_output
+        self._max_runspaces = max(1, max_runspaces)
         self._expires = time.monotonic() + target.host_deadline_s
         self._wsman: WSMan | None = None
         self._pool: _MeteredPool | None = None
@@ -533,13 +541,21 @@ class HostSession:
             **kwargs,
         )
         self._name_tls()
-        self._pool = _MeteredPool(self._wsman, self._max_output)
+        self._pool = _MeteredPool(self._wsman, self._max_output, self._max_runspaces)
         self._pool.open()
 
     def _name_tls(self) -> None:
         t = self.target
         if self._wsman is not None and t.transport == "https" and t.address != t.name and t.cert_validation:
             _verify_tls_name(self._wsman, t.name)
+
+    def _check_deadline(self, probe: str) -> None:
+        """Once the host's deadline has passed the runner has given up on it: start nothing more."""
+        if time.monotonic() >= self._expires:
+            raise CollectionError(
+                CollectionFailure.TIMEOUT,
+                f"the host deadline of {self.target.host_deadline_s:g} s passed before probe {probe} could start",
+            )
 
     def run(self, script: str, parameters: Mapping[str, Any] | None = None) -> ScriptOutput:
         """Run one script with named parameters; raises CollectionError on transport failure,
@@ -548,11 +564,7 @@ class HostSession:
         if pool is None:
             raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
         probe = _probe_name(script)
-        if time.monotonic() >= self._expires:  # the runner has given up on this host: stop here
-            raise CollectionError(
-                CollectionFailure.TIMEOUT,
-                f"the host deadline of {self.target.host_deadline_s:g} s passed before probe {probe} could start",
-            )
+        self._check_deadline(probe)
         start = time.monotonic()
         ps = PowerShell(pool)
         try:
@@ -578,6 +590,50 @@ class HostSession:
             had_errors=bool(ps.had_errors),
             duration_s=time.monotonic() - start,
         )
+
+    def run_all(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[ScriptOutput | OutputTooLarge]:
+        """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``):
+        the host works on all of them while the answers are read one after the other, so a host costs
+        about its slowest probe instead of the sum. Yields each result in call order as soon as it is
+        read (so a runner that gives up keeps what arrived). A probe past the output limit fails alone;
+        a transport failure ends the whole session (CollectionError), as it would for one script."""
+        pool = self._pool
+        if pool is None:
+            raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
+        started: list[tuple[str, PowerShell, float]] = []
+        try:
+            for script, parameters in calls:
+                probe = _probe_name(script)
+                self._check_deadline(probe)
+                ps = PowerShell(pool)
+                ps.add_script(script)
+                for name, value in parameters.items():
+                    ps.add_parameter(name, value)
+                ps.begin_invoke()
+                started.append((probe, ps, time.monotonic()))
+            for probe, ps, t0 in started:
+                try:
+                    output = ps.end_invoke()
+                except _Oversize as over:
+                    with contextlib.suppress(Exception):
+                        ps.stop()
+                    yield OutputTooLarge(probe, over.received, pool.limit)
+                    continue
+                finally:
+                    pool.received.pop(ps.id, None)
+                yield ScriptOutput(
+                    output=list(output),
+                    errors=[str(e) for e in ps.streams.error],
+                    had_errors=bool(ps.had_errors),
+                    duration_s=time.monotonic() - t0,
+                )
+        except CollectionError:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
+            raise self._scrub(classify(exc, self.target)) from None
 
     def close(self) -> None:
         """Close the pool (frees the host's shell quota) and the HTTP session; never raises."""

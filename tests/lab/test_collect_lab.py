@@ -64,22 +64,41 @@ def test_each_transport_collects_the_services_probe(
 
 EXPECTED_PROBLEMS = {
     "client01.lab.test": set(),
-    "gw01.lab.test": set(),
+    # Healthy, and doing its job: its CAP refuses client02's user (the demo's incident story).
+    "gw01.lab.test": {"rdg.policy-denied"},
     "rdsh01.lab.test": set(),
     # Seen over WinRM, and from the workstation: nothing answers on the RDP port.
     "rdsh02.lab.test": {"rdp.service-stopped", "rdp.not-listening", "net.tcp-blocked"},
     "rdsh03.lab.test": {"collect.unreachable", "net.tcp-blocked"},
     "rdsh04.lab.test": {"rdp.disabled", "rdp.not-listening", "net.tcp-blocked"},
-    "rdsh05.lab.test": {"rdp.nla-disabled", "rdp.security-layer", "cert.self-signed", "cert.untrusted"},
+    "rdsh05.lab.test": {
+        "rdp.nla-disabled",
+        "rdp.security-layer",
+        "cert.self-signed",
+        "cert.untrusted",
+        "rdp.licensing",
+    },
     "rdsh06.lab.test": {"rdp.firewall-closed", "net.tcp-blocked"},
     "client02.lab.test": {
         "client.udp-disabled",
         "client.rdg-trace",
         "client.recent-disconnects",
         "client.cached-credentials",
+        "host.time-skew",  # 200 s slow: a warning, inside Kerberos' 5 minutes
     },
-    "client03.lab.test": {"net.proxy", "rdg.ssl-inspection"},
-    "gw02.lab.test": {"rdg.cert-binding-mismatch"},
+    "client03.lab.test": {"net.proxy", "rdg.ssl-inspection", "client.tls-intercepting-agent"},
+    "gw02.lab.test": {"rdg.cert-binding-mismatch", "rdg.resource-unreachable"},
+}
+# Problems of the demo that are warnings, not failures.
+WARN_ONLY = {
+    "rdp.nla-disabled",
+    "rdp.security-layer",
+    "net.proxy",
+    "cert.self-signed",
+    "rdp.licensing",
+    "host.time-skew",
+    "rdg.policy-denied",
+    "rdg.resource-unreachable",
 }
 
 
@@ -90,9 +109,11 @@ def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
     reports = {r.name: r for r in fleet_checks.evaluate_fleet(collected)}
     problems = {name: {c.id for c in r.checks if c.is_problem} for name, r in reports.items()}
     assert problems == EXPECTED_PROBLEMS
-    for name in ("client01.lab.test", "gw01.lab.test", "rdsh01.lab.test"):
+    for name in ("client01.lab.test", "gw01.lab.test", "rdsh01.lab.test"):  # no false alarm on the healthy trio
         statuses = {c.id: c.status for c in reports[name].checks}
-        assert set(statuses.values()) == {Status.PASS}, (name, statuses)
+        assert {i: s for i, s in statuses.items() if s is not Status.PASS} == dict.fromkeys(
+            EXPECTED_PROBLEMS[name], Status.WARN
+        ), name
     unknown = {c.id for c in reports["rdsh03.lab.test"].checks if c.status is Status.UNKNOWN}
     assert "rdp.service-stopped" in unknown and "host.time-skew" in unknown
 
@@ -183,13 +204,15 @@ def test_silent_host_times_out_within_deadline_while_others_complete(tmp_path: P
         inv = inventory.load(lab.write_inventory(tmp_path / "inventory.yaml"))
         targets = [dataclasses.replace(t, host_deadline_s=3.0) for t in inv.targets]
         start = time.monotonic()
-        reports = runner.run_hosts(targets, dict.fromkeys((t.name for t in targets), Secret(PASSWORD)))
+        reports = runner.run_hosts(
+            targets, dict.fromkeys((t.name for t in targets), Secret(PASSWORD)), abandoned_grace_s=0
+        )
         elapsed = time.monotonic() - start
     by_name = {r.name: r for r in reports}
     assert elapsed < 6, elapsed
     assert [p.kind for p in by_name["hung01.lab.test"].facts.problems] == [CollectionFailure.TIMEOUT]
     assert by_name["rdsh01.lab.test"].worst is Status.PASS
-    assert by_name["gw01.lab.test"].worst is Status.PASS
+    assert {c.id for c in by_name["gw01.lab.test"].checks if c.is_problem} == EXPECTED_PROBLEMS["gw01.lab.test"]
 
 
 def test_host_that_stops_mid_fleet_is_unreachable(tmp_path: Path) -> None:
@@ -229,12 +252,11 @@ def test_collect_demo_end_to_end(tmp_path: Path) -> None:
     failing = {
         (h["facts"]["target"]["name"], c["id"]) for h in results["hosts"] for c in h["checks"] if c["status"] == "fail"
     }
-    warn_only = {"rdp.nla-disabled", "rdp.security-layer", "net.proxy", "cert.self-signed"}
     assert failing == {
         (host, check)
         for host, problems in EXPECTED_PROBLEMS.items()
         for check in problems
-        if check not in warn_only and not check.startswith("client.")
+        if check not in WARN_ONLY and not check.startswith("client.")
     }
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("collect: summary hosts=11 failing_hosts=7 not_collected=1 ")
@@ -284,7 +306,7 @@ def test_collect_single_host_and_render(fleet: LabFleet, lab_inventory: inventor
     data = json.loads(results.read_text())
     statuses = {c["id"]: c["status"] for c in data["hosts"][0]["checks"]}
     assert statuses["rdg.service-stopped"] == "pass" and statuses["rdg.cert-binding-mismatch"] == "pass"
-    assert set(statuses.values()) == {"pass"}
+    assert {i: s for i, s in statuses.items() if s != "pass"} == {"rdg.policy-denied": "warn"}
 
     rendered = run_collect("render", str(results), "--output", str(tmp_path / "again"))
     assert rendered.returncode == 0, rendered.stderr

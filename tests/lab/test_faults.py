@@ -77,7 +77,7 @@ EXPECTED: dict[str, tuple[CollectionFailure, str, bool]] = {
     ),
     "pipeline-error": (
         CollectionFailure.BAD_OUTPUT,
-        r"^probe \w+: expected one JSON document, got 0 output object\(s\); the host reported: Cannot invoke "
+        r"^probe \w+ failed on the host: Cannot invoke "
         r"method\. Method invocation is supported only on core types in this language mode\.$",
         True,
     ),
@@ -88,9 +88,9 @@ EXPECTED: dict[str, tuple[CollectionFailure, str, bool]] = {
     ),
     "oversize": (
         CollectionFailure.BAD_OUTPUT,
-        r"^probe host sent more than the 16 MiB of output the collector accepts from one probe \((\d+\.\d) MiB "
-        r"had arrived when it stopped reading\)",
-        False,
+        r"^probe \w+ (sent more than the 16 MiB of output the collector accepts from one probe \((\d+\.\d) MiB "
+        r"had arrived when it stopped reading\)|was not read: probe host exceeded the output limit first)",
+        True,
     ),
     "bad-json": (
         CollectionFailure.BAD_OUTPUT,
@@ -159,6 +159,8 @@ def assert_faulty(report: HostReport, fault: str) -> None:
         assert [p.probe for p in problems] == [""], problems
     for problem in problems:
         assert re.search(pattern, problem.reason), (fault, problem.reason)
+        if per_probe and problem.reason.startswith("probe "):
+            assert problem.reason.split()[1].rstrip(":") == problem.probe, problem
         assert "Traceback" not in problem.reason and PASSWORD not in problem.reason
     collect_checks = [c for c in report.checks if c.id.startswith("collect.")]
     assert {c.id for c in collect_checks} == {f"collect.{kind.value}"}
@@ -180,15 +182,15 @@ def test_each_fault_is_the_right_collection_result(fleet: LabFleet, targets: dic
     invoked = [i for i in server.invocations if i.script.startswith("# collector-probe: ")] if server else []
     if fault in ("down", "blackhole", "hang", "unauthorized", "malformed-xml", "broken-pool", "http500"):
         assert invoked == []  # failed before any probe could start
-    if fault in ("pipeline-error", "bad-json"):
-        assert len(invoked) == PROBES  # the session held: every probe ran, and each was refused
-    if fault in ("truncated", "oversize"):
-        assert len(invoked) == 1  # the first probe's answer ended the session
+    if fault in ("pipeline-error", "bad-json", "oversize"):
+        assert len(invoked) == PROBES  # the session held: every probe ran, and each was refused on its own
+    if fault == "truncated":
+        assert len(invoked) == PROBES  # all probes run side by side; the first broken answer ends the session
     if fault == "truncated":
         arrived, promised = map(int, re.search(EXPECTED[fault][1], report.facts.problems[0].reason).groups())
         assert 0 < arrived < promised
     if fault == "oversize":
-        arrived = float(re.search(EXPECTED[fault][1], report.facts.problems[0].reason).group(1))
+        arrived = float(re.search(EXPECTED[fault][1], report.facts.problems[0].reason).group(2))
         limit = MAX_PROBE_OUTPUT / 2**20
         assert limit <= arrived < limit + 1  # stopped one envelope past the limit, not at the 20 MiB sent
     if fault == "slow":
@@ -199,7 +201,8 @@ def test_mixed_fleet_keeps_its_deadline_and_reports_every_host(fleet: LabFleet, 
     started = time.monotonic()
     reports = collect(list(targets.values()))
     elapsed = time.monotonic() - started
-    assert elapsed < DEADLINE + 5, elapsed
+    # The deadline, plus the grace abandoned workers get to close their pools, plus slack for 2 cores.
+    assert elapsed < DEADLINE + runner.run_hosts.__kwdefaults__["abandoned_grace_s"] + 5, elapsed
     for name in HEALTHY:
         facts = reports[name].facts
         assert facts.problems == (), (name, facts.problems)

@@ -80,6 +80,7 @@ def test_hung_host_times_out_while_others_complete() -> None:
         concurrency=2,
         on_host_done=lambda r: done.append(r.name),
         collect=collect,
+        abandoned_grace_s=0,
     )
     elapsed = time.monotonic() - start
     release.set()
@@ -125,3 +126,17 @@ def test_concurrency_limit_is_respected() -> None:
 
     reports = runner.run_hosts([target(f"h{i}") for i in range(8)], {}, concurrency=3, collect=collect)
     assert len(reports) == 8 and peak == 3
+
+
+def test_abandoned_workers_get_a_grace_period_to_close() -> None:
+    closed = threading.Event()
+
+    def collect(t, password, progress, options):
+        time.sleep(0.6)  # overruns its 0.2 s deadline, then closes its session
+        closed.set()
+        return HostFacts(target=t)
+
+    start = time.monotonic()
+    [report] = runner.run_hosts([target("late", deadline=0.2)], {}, collect=collect, abandoned_grace_s=3)
+    assert closed.is_set() and time.monotonic() - start < 2.5
+    assert report.facts.problems[0].kind is CollectionFailure.TIMEOUT
