@@ -132,6 +132,33 @@ class FirewallRule(_Strict):
     local_ports: list[str]
 
 
+class Principal(_Strict):
+    """An account or group a user right names, as secedit exports it (a SID, a name, or both)."""
+
+    sid: str | None
+    account: str | None
+
+
+class UserRights(_Strict):
+    """The two logon rights that decide who may log on through Remote Desktop Services."""
+
+    remote_interactive: list[Principal]  # SeRemoteInteractiveLogonRight
+    deny_remote_interactive: list[Principal]  # SeDenyRemoteInteractiveLogonRight
+
+
+class Licensing(_Strict):
+    """RD Licensing as the session host sees it: its mode, the license servers it was given, the grace period."""
+
+    terminal_server_mode: int | None  # Win32_TerminalServiceSetting: 0 RD for Administration, 1 RD Session Host
+    licensing_type: int | None  # 0 personal, 1 RD for Administration, 2 Per Device, 4 Per User, 5 not configured
+    licensing_name: str | None
+    policy_source_licensing_type: int | None  # 0 server, 1 Group Policy
+    licensing_mode_policy: int | None  # Policies\...\Terminal Services LicensingMode (2 Per Device, 4 Per User)
+    license_servers_policy: list[str]  # Policies\...\Terminal Services LicenseServers
+    license_servers_specified: list[str]  # TermService\Parameters\LicenseServers SpecifiedLicenseServers
+    grace_period_days: int | None  # Win32_TerminalServiceSetting.GetGracePeriodDays().DaysLeft
+
+
 class RdpConfigData(_Strict):
     deny_ts_connections: int | None
     deny_ts_connections_policy: int | None
@@ -146,6 +173,8 @@ class RdpConfigData(_Strict):
     general_setting: GeneralSetting | None
     listener_certificate: Certificate | None
     firewall_rules: list[FirewallRule]
+    user_rights: UserRights | None  # None when secedit /export failed
+    licensing: Licensing
 
 
 class DnsAnswer(_Strict):
@@ -203,12 +232,22 @@ class Rap(_Strict):
     port_numbers: str
 
 
+class IisApplication(_Strict):
+    """One of the gateway's RPC-over-HTTP applications in IIS and the .NET trust level it runs at."""
+
+    path: str  # 'Default Web Site/Rpc', 'Default Web Site/RpcWithCert'
+    present: bool
+    physical_path: str | None
+    trust_level: str | None  # effective system.web/trust level: Full, High, Medium, Low, Minimal
+
+
 class GatewayData(_Strict):
     settings: GatewaySettings | None
     certificate: Certificate | None
     http_bindings: list[HttpBinding]
     caps: list[Cap]
     raps: list[Rap]
+    iis_applications: list[IisApplication] | None  # None when IIS's configuration could not be read
 
 
 class ClientUser(_Strict):
@@ -233,6 +272,16 @@ class GatewayTls(_Strict):
     error: str | None
 
 
+class RunningAgent(_Strict):
+    """A running process of an agent known to intercept TLS (Zscaler, Netskope, GlobalProtect, ...)."""
+
+    process: str
+    process_id: int
+    path: str | None
+    company: str | None
+    product: str | None
+
+
 class ClientData(_Strict):
     disable_udp_policy: int | None  # fClientDisableUDP (the article's Fix 1)
     disable_udp_transport: int | None
@@ -240,6 +289,8 @@ class ClientData(_Strict):
     users: list[ClientUser]
     gateway_tls: GatewayTls | None
     trusted_roots: list[str]
+    agents_checked: list[str]  # the process names looked for
+    agents: list[RunningAgent]  # those of them that run
 
 
 class Event(_Strict):

@@ -208,6 +208,79 @@ class RunChanges:
 
 
 @dataclass(frozen=True)
+class PathEvent:
+    """One event on a connection path, placed on the workstation's clock.
+
+    ``time_utc`` is the host's own time stamp corrected by that host's measured clock skew, so
+    events of the client, the gateway and the session host line up; ``recorded_utc`` is what
+    the host wrote. ``outcome`` is "ok" (the step succeeded), "failed", or "" (informational)."""
+
+    time_utc: str
+    recorded_utc: str
+    host: str
+    role: Role
+    log: str
+    event_id: int
+    summary: str
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class PathHop:
+    """One step a connection takes from the client to the session host, and what decided its status.
+
+    ``key`` names the step (client-dns, client-tcp, client-udp, client-tls, gateway-cap,
+    gateway-rap, gateway-resource, session-logon); ``host`` is the host whose facts decided it."""
+
+    key: str
+    step: str
+    host: str
+    status: Status
+    finding: str
+    evidence: Sequence[Evidence] = ()
+
+
+@dataclass(frozen=True)
+class HostClock:
+    """A host's clock against the workstation's (host minus workstation, seconds; None: not measured)."""
+
+    host: str
+    skew_s: float | None
+
+
+@dataclass(frozen=True)
+class IncidentPath:
+    """One client's way to one session host through its gateway, joined across the three hosts.
+
+    Hops in the order a connection crosses them, each with a status; the first failing hop is
+    where the connection stops. The timeline merges the three hosts' events for this client in
+    the ``--since`` window, in UTC on the workstation's clock."""
+
+    client: str
+    gateway: str
+    session_host: str
+    users: Sequence[str]  # the client's users whose events were joined
+    since_hours: int
+    window_start: str
+    window_end: str
+    symptom: str  # what the client recorded, in words
+    hops: Sequence[PathHop]
+    timeline: Sequence[PathEvent] = ()
+    clocks: Sequence[HostClock] = ()
+
+    @property
+    def first_broken(self) -> PathHop | None:
+        return next((hop for hop in self.hops if hop.status is Status.FAIL), None)
+
+    @property
+    def label(self) -> str:
+        return f"{self.client} → {self.gateway} → {self.session_host}"
+
+    def involves(self, name: str) -> bool:
+        return name.lower() in {self.client.lower(), self.gateway.lower(), self.session_host.lower()}
+
+
+@dataclass(frozen=True)
 class RunReport:
     run_id: str
     started: str
@@ -218,6 +291,7 @@ class RunReport:
     hosts: Sequence[HostReport]
     schema_version: int = SCHEMA_VERSION
     changes: RunChanges | None = None  # against the previous complete run, when there is one
+    paths: Sequence[IncidentPath] = ()  # every client's path to each of its session hosts, joined
 
     def counts(self) -> dict[str, int]:
         """Check results by status across the fleet."""
@@ -307,6 +381,33 @@ def run_from_dict(d: Mapping[str, Any]) -> RunReport:
             for h in d["hosts"]
         ),
         changes=_changes_from_dict(d["changes"]) if d.get("changes") else None,
+        paths=tuple(_path_from_dict(p) for p in d.get("paths", ())),
+    )
+
+
+def _path_from_dict(d: Mapping[str, Any]) -> IncidentPath:
+    return IncidentPath(
+        client=d["client"],
+        gateway=d["gateway"],
+        session_host=d["session_host"],
+        users=tuple(d.get("users", ())),
+        since_hours=d["since_hours"],
+        window_start=d["window_start"],
+        window_end=d["window_end"],
+        symptom=d.get("symptom", ""),
+        hops=tuple(
+            PathHop(
+                key=h["key"],
+                step=h["step"],
+                host=h["host"],
+                status=Status(h["status"]),
+                finding=h["finding"],
+                evidence=tuple(Evidence(**e) for e in h.get("evidence", ())),
+            )
+            for h in d.get("hops", ())
+        ),
+        timeline=tuple(PathEvent(**{**e, "role": Role(e["role"])}) for e in d.get("timeline", ())),
+        clocks=tuple(HostClock(**c) for c in d.get("clocks", ())),
     )
 
 

@@ -31,10 +31,13 @@ from typing import Any
 import jinja2
 
 from collector import certview, path
+from collector.incident import HOP_NAMES
 from collector.model import (
     CheckResult,
     CollectionProblem,
     HostReport,
+    IncidentPath,
+    PathHop,
     ProbeError,
     Role,
     RunReport,
@@ -95,6 +98,7 @@ def _environment() -> jinja2.Environment:
         STATUS_ORDER=STATUS_ORDER,
         SEVERITY_ORDER=SEVERITY_ORDER,
         ROLE_NAMES=ROLE_NAMES,
+        HOP_NAMES=HOP_NAMES,
         host_filename=host_filename,
         duration_s=duration_s,
     )
@@ -226,12 +230,35 @@ class Headline:
     text: str
     check: CheckResult | None = None  # the finding behind the text
     elsewhere: str = ""  # the host the finding is on, when it is not this page's host
+    incident: IncidentPath | None = None  # the connection that stops, when that is the headline
+    hop: PathHop | None = None  # where it stops, with the evidence that decided it
 
 
-def host_headline(host: HostReport, routes: Sequence[path.Route], fleet: Sequence[HostReport]) -> Headline:
-    """The worst finding here; when everything here passes, the first broken hop on its paths."""
+def incident_headline(incident: IncidentPath, hop: PathHop, here: str = "") -> Headline:
+    """A connection that stops: whose, to where, at which host and step."""
+    at = "here" if here and hop.host.lower() == here.lower() else f"at {hop.host}"
+    text = f"{incident.client}'s connection to {incident.session_host} stops {at}: {HOP_NAMES.get(hop.key, hop.key)}"
+    elsewhere = "" if at == "here" else hop.host
+    return Headline(Status.FAIL, text, None, elsewhere, incident, hop)
+
+
+def host_headline(
+    host: HostReport,
+    routes: Sequence[path.Route],
+    fleet: Sequence[HostReport],
+    incidents: Sequence[IncidentPath] = (),
+) -> Headline:
+    """The worst failure here; else the first connection through this host that stops (joined across
+    the client, gateway and session host); else the worst warning here, then the first broken hop on
+    its paths."""
     ordered = sorted_checks(host.checks)
     top = ordered[0] if ordered else None
+    if top is not None and top.status is Status.FAIL:
+        return Headline(top.status, top.title, top)
+    for incident in incidents:
+        hop = incident.first_broken
+        if hop is not None and incident.involves(host.name):
+            return incident_headline(incident, hop, host.name)
     if top is not None and top.is_problem:
         return Headline(top.status, top.title, top)
     reports = {h.name.lower(): h for h in fleet}
@@ -294,12 +321,17 @@ class HostPage:
     host_problems: tuple[CollectionProblem, ...]
     new_problems: frozenset[str]  # problem keys that are new since the previous run
     resolved: tuple[str, ...]  # problem keys the previous run had and this one does not
+    incidents: tuple[IncidentPath, ...] = ()  # the joined connections this host is on
 
     def count(self, status: Status) -> int:
         return sum(1 for c in self.host.checks if c.status is status)
 
     def is_new(self, check: CheckResult) -> bool:
         return check.is_problem and problem_key(check) in self.new_problems
+
+    def anchor(self, incident: IncidentPath | None) -> str:
+        """The in-page id of one of this page's connections."""
+        return f"path-{self.incidents.index(incident) + 1}" if incident in self.incidents else "incidents-h"
 
 
 def _changes(run: RunReport, name: str) -> tuple[frozenset[str], tuple[str, ...]]:
@@ -308,13 +340,19 @@ def _changes(run: RunReport, name: str) -> tuple[frozenset[str], tuple[str, ...]
     return (frozenset(mine.new), tuple(mine.resolved)) if mine is not None else (frozenset(), ())
 
 
+def incidents_of(run: RunReport, name: str) -> tuple[IncidentPath, ...]:
+    """The run's joined connections that ``name`` is on (as client, gateway or session host)."""
+    return tuple(p for p in run.paths if p.involves(name))
+
+
 def host_page(host: HostReport, run: RunReport) -> HostPage:
     routes = path.routes_for(host.facts.target, run.hosts)
     new, resolved = _changes(run, host.name)
+    incidents = incidents_of(run, host.name)
     return HostPage(
         host=host,
         run=run,
-        headline=host_headline(host, routes, run.hosts),
+        headline=host_headline(host, routes, run.hosts, incidents),
         groups=group_checks(host.checks),
         routes=routes,
         chains=certview.host_chains(host.facts, reference_time(run)),
@@ -322,6 +360,7 @@ def host_page(host: HostReport, run: RunReport) -> HostPage:
         host_problems=tuple(p for p in host.facts.problems if not p.probe),
         new_problems=new,
         resolved=resolved,
+        incidents=incidents,
     )
 
 
@@ -479,6 +518,8 @@ class IndexPage:
     timeline: Timeline | None
     certificates: tuple[certview.FleetCert, ...]
     duration_s: float | None
+    incidents: tuple[IncidentPath, ...] = ()  # every joined connection of the run
+    stopped: tuple[Headline, ...] = ()  # the connections that stop, where and why
 
 
 def host_rows(hosts: Iterable[HostReport]) -> tuple[HostRow, ...]:
@@ -541,6 +582,8 @@ def index_page(run: RunReport) -> IndexPage:
         timeline=timeline(certs, reference),
         certificates=certs,
         duration_s=duration_s(run.started, run.finished),
+        incidents=tuple(run.paths),
+        stopped=tuple(incident_headline(p, p.first_broken) for p in run.paths if p.first_broken is not None),
     )
 
 

@@ -1,9 +1,12 @@
-"""The RDP client's side: the article's fixes (UDP off, gateway tracing, cached credentials)
-and the disconnects the client itself recorded (RDPClient event 1026)."""
+"""The RDP client's side: the article's fixes (UDP off, gateway tracing, cached credentials),
+the disconnects the client itself recorded (RDPClient event 1026), and agents running on it
+that are known to intercept TLS (evidence for SSL inspection, the article's Fix 3)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 from collector.checks import Check, Verdict
 from collector.codes import USER_INITIATED, describe_disconnect
@@ -90,6 +93,55 @@ def cached_credentials(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "No saved Remote Desktop credentials", tuple(evidence))
 
 
+# Processes of endpoint agents known to intercept TLS (or steer it through a cloud proxy that
+# does), by process name as Get-Process shows it: the client probe's AgentProcesses default.
+TLS_AGENTS: dict[str, str] = {
+    "ZSATunnel": "Zscaler Client Connector",
+    "ZSAService": "Zscaler Client Connector",
+    "stAgentSvc": "Netskope Client",
+    "nsdiag": "Netskope Client",
+    "wssad": "Symantec WSS Agent",
+    "PanGPS": "Palo Alto Networks GlobalProtect",
+    "PanGPA": "Palo Alto Networks GlobalProtect",
+    "vpnagent": "Cisco AnyConnect / Secure Client",
+    "acumbrellaagent": "Cisco Umbrella roaming module",
+    "fppsvc": "Forcepoint One Endpoint",
+    "websense": "Forcepoint (Websense) Endpoint",
+}
+
+
+def agent_product(agent: Mapping[str, Any]) -> str:
+    """The product a running agent belongs to: ours by process name, else what the file says."""
+    known = {k.lower(): v for k, v in TLS_AGENTS.items()}.get(agent["process"].lower())
+    return known or agent["product"] or agent["company"] or agent["process"]
+
+
+def tls_intercepting_agent(facts: HostFacts) -> Verdict:
+    data = facts.probes["client"].data
+    v = _v(facts, "client")
+    running = data["agents"]
+    if not running:
+        return Verdict(
+            Status.PASS,
+            "No agent known to intercept TLS is running",
+            (Evidence("processes looked for", ", ".join(data["agents_checked"]) or "none", v),),
+        )
+    evidence = tuple(
+        Evidence(
+            f"{a['process']} (PID {a['process_id']})",
+            f"{agent_product(a)}; {a['path'] or 'path not readable'}" + (f"; {a['company']}" if a["company"] else ""),
+            v,
+        )
+        for a in running
+    )
+    products = list(dict.fromkeys(agent_product(a) for a in running))
+    return Verdict(
+        Status.WARN,
+        f"{', '.join(products)} running: it may intercept TLS to the gateway (see rdg.ssl-inspection)",
+        evidence,
+    )
+
+
 CL = frozenset({Role.CLIENT})
 CHECKS = (
     Check(
@@ -156,5 +208,26 @@ CHECKS = (
             "saved credentials live in the desktop user's vault, which only that user can read: rerun with "
             "--user-context to list them through a one-shot scheduled task as the logged-on user"
         ),
+    ),
+    Check(
+        id="client.tls-intercepting-agent",
+        title="No agent known to intercept TLS runs on the client",
+        severity=Severity.INFO,
+        roles=CL,
+        needs=("client",),
+        remediation=(
+            "Evidence for rdg.ssl-inspection: these agents (Zscaler, Netskope, Symantec WSS, GlobalProtect, "
+            "AnyConnect/Umbrella, Forcepoint) can steer the client's HTTPS through a proxy that re-signs TLS with "
+            "its own CA, which RD Gateway traffic does not survive (0x904 / extended 0x7). If rdg.ssl-inspection "
+            "passes for this client, the agent already lets the gateway through. If it fails: add the gateway's "
+            "FQDN (and IP) to the agent's SSL inspection bypass / steering exceptions in its console (Zscaler: SSL "
+            "Inspection policy and App Profile bypass; Netskope: Steering Configuration exceptions; GlobalProtect: "
+            "split tunnel / decryption exclusion), for TCP 443 and UDP 3391; the article's Fix 3."
+        ),
+        references=(
+            "article Fix 3: disable SSL inspection for RDP traffic",
+            "MSRD-Diag: known TLS-intercepting agents",
+        ),
+        evaluate=tls_intercepting_agent,
     ),
 )

@@ -1,12 +1,17 @@
 """The RD Gateway's own configuration: the certificate it is set to use against what HTTP.sys
-serves, its private key, UDP transport and its authorization policies."""
+serves, its private key, UDP transport, its authorization policies and the trust level of its
+IIS applications; and what its event log recorded: users and resources its policies refused
+(201/301) and resources it could not reach (304)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
-from collector.checks import Check, Verdict
+from collector.checks import Check, Verdict, events
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
 
@@ -120,6 +125,158 @@ def policies(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, f"{len(caps)} CAP(s) and {len(raps)} RAP(s) enabled", evidence)
 
 
+def iis_trust(facts: HostFacts) -> Verdict:
+    apps = facts.probes["gateway"].data["iis_applications"]
+    v = _v(facts, "gateway")
+    if apps is None:
+        return Verdict(
+            Status.UNKNOWN,
+            "The IIS trust level of /Rpc and /RpcWithCert could not be read",
+            (
+                Evidence(
+                    "why unknown", "IIS's configuration could not be read (WebAdministration); see the probe errors", v
+                ),
+            ),
+        )
+    evidence = tuple(
+        Evidence(
+            a["path"],
+            f"trust level {a['trust_level'] or 'not readable'}, {a['physical_path'] or 'no physical path'}"
+            if a["present"]
+            else "not present",
+            v,
+        )
+        for a in apps
+    )
+    lowered = [a for a in apps if a["present"] and a["trust_level"] and a["trust_level"].lower() != "full"]
+    if lowered:
+        levels = ", ".join(f"/{a['path'].rsplit('/', 1)[-1]} at {a['trust_level']}" for a in lowered)
+        return Verdict(
+            Status.FAIL,
+            f"RD Gateway's RPC-over-HTTP applications need Full trust: {levels}",
+            evidence,
+        )
+    missing = [a["path"].rsplit("/", 1)[-1] for a in apps if not a["present"]]
+    if missing:
+        return Verdict(
+            Status.WARN,
+            f"/{', /'.join(missing)} missing from the Default Web Site: the RPC-over-HTTP transport is unavailable",
+            evidence,
+        )
+    if any(a["trust_level"] is None for a in apps):
+        return Verdict(Status.UNKNOWN, "The trust level of /Rpc or /RpcWithCert could not be read", evidence)
+    return Verdict(Status.PASS, "/Rpc and /RpcWithCert run at Full trust", evidence)
+
+
+def _gateway_log(facts: HostFacts) -> Mapping[str, Any] | Verdict:
+    """The gateway's event log as read, or the unknown verdict that says why it cannot be judged."""
+    v = _v(facts, "events")
+    entry = events.log_entry(facts, events.GATEWAY_LOG)
+    if entry is None:
+        why = f"{events.GATEWAY_LOG} was not read by the events probe"
+    elif not entry["available"]:
+        why = f"{events.GATEWAY_LOG} does not exist on this host (is the RD Gateway role installed?)"
+    else:
+        return entry
+    return Verdict(Status.UNKNOWN, "The gateway's event log could not be read", (Evidence("why unknown", why, v),))
+
+
+def _window(facts: HostFacts) -> str:
+    return f"{facts.probes['events'].data['since_hours']} h"
+
+
+def _truncated(facts: HostFacts, entry: Mapping[str, Any]) -> tuple[Evidence, ...]:
+    if not entry["truncated"]:
+        return ()
+    limit = facts.probes["events"].data["max_events"]
+    note = f"only the newest {limit} events were read; older ones in the window are not counted"
+    return (Evidence("event log read", note, _v(facts, "events")),)
+
+
+def policy_denied(facts: HostFacts) -> Verdict:
+    """Events 201 (CAP) and 301 (RAP) in the window: who was refused, from where, to what, and why."""
+    entry = _gateway_log(facts)
+    if isinstance(entry, Verdict):
+        return entry
+    v = _v(facts, "events")
+    window = _window(facts)
+    found = entry["events"]
+    denied = [e for e in found if e["id"] in (201, 301)]
+    if not denied:
+        met = Counter(e["id"] for e in found if e["id"] in (200, 300))
+        return Verdict(
+            Status.PASS,
+            f"No connection refused by a CAP or RAP in {window}",
+            (
+                Evidence(f"authorizations in {window}", f"{met[200]} CAP met (200), {met[300]} RAP met (300)", v),
+                *_truncated(facts, entry),
+            ),
+        )
+    groups: dict[tuple[int, str, str, str, str], list[str]] = {}
+    for e in denied:
+        key = (
+            e["id"],
+            events.event_user(events.GATEWAY_LOG, e) or "an unnamed user",
+            events.event_address(events.GATEWAY_LOG, e) or "an unrecorded address",
+            events.field(e, "Resource"),
+            events.field(e, "ErrorCode"),
+        )
+        groups.setdefault(key, []).append(e["time_utc"] or "")
+    evidence = []
+    for (eid, user, address, resource, error), times in sorted(groups.items(), key=lambda g: -len(g[1])):
+        kind = "CAP" if eid == 201 else "RAP"
+        to = f" to {resource or 'an unnamed resource'}" if eid == 301 else ""
+        value = (
+            f"{user} from {address}{to}: {len(times)} time(s), error {events.describe_gateway_error(error)}; "
+            f"last at {max(times) or 'an unrecorded time'}"
+        )
+        evidence.append(Evidence(f"{kind} denied (event {eid})", value, v))
+    users = list(dict.fromkeys(user for (_, user, *_rest) in groups))
+    kinds = " and ".join(k for k, i in (("CAP", 201), ("RAP", 301)) if any(e["id"] == i for e in denied))
+    more = f" and {len(users) - 3} more" if len(users) > 3 else ""
+    return Verdict(
+        Status.WARN,
+        f"{len(denied)} connection(s) refused by {kinds} in {window}: {', '.join(users[:3])}{more}",
+        (*evidence, *_truncated(facts, entry)),
+    )
+
+
+def resource_unreachable(facts: HostFacts) -> Verdict:
+    """Event 304: the policies allowed the connection, but the gateway could not reach the resource."""
+    entry = _gateway_log(facts)
+    if isinstance(entry, Verdict):
+        return entry
+    v = _v(facts, "events")
+    window = _window(facts)
+    failed = [e for e in entry["events"] if e["id"] == 304]
+    if not failed:
+        reached = sum(1 for e in entry["events"] if e["id"] == 302)
+        return Verdict(
+            Status.PASS,
+            f"The gateway reached every resource it was asked for in {window}",
+            (Evidence(f"connections to resources in {window}", f"{reached} (event 302), none failed (304)", v),),
+        )
+    by_resource: dict[str, list[Mapping[str, Any]]] = {}
+    for e in failed:
+        by_resource.setdefault(events.field(e, "Resource") or "an unnamed resource", []).append(e)
+    evidence = []
+    for resource, found in sorted(by_resource.items(), key=lambda item: -len(item[1])):
+        errors = Counter(events.describe_gateway_error(events.field(e, "ErrorCode")) for e in found)
+        users = sorted({events.event_user(events.GATEWAY_LOG, e) or "an unnamed user" for e in found})
+        last = max((e["time_utc"] or "") for e in found) or "an unrecorded time"
+        value = (
+            f"{len(found)} time(s), for {', '.join(users)}; "
+            + "; ".join(f"{n} x error {error}" for error, n in errors.most_common())
+            + f"; last at {last}"
+        )
+        evidence.append(Evidence(f"could not reach {resource} (event 304)", value, v))
+    return Verdict(
+        Status.WARN,
+        f"The gateway could not reach {', '.join(by_resource)} ({len(failed)} time(s) in {window})",
+        (*evidence, *_truncated(facts, entry)),
+    )
+
+
 GW = frozenset({Role.GATEWAY})
 CHECKS = (
     Check(
@@ -179,5 +336,65 @@ CHECKS = (
         ),
         references=("TerminalServices-Gateway 200/201, 300/301",),
         evaluate=policies,
+    ),
+    Check(
+        id="rdg.iis-trust",
+        title="The gateway's /Rpc and /RpcWithCert applications run at Full trust",
+        severity=Severity.WARNING,
+        roles=GW,
+        needs=("gateway",),
+        remediation=(
+            "RD Gateway's RPC-over-HTTP transport (the /Rpc and /RpcWithCert applications of the Default Web Site, "
+            "%windir%\\System32\\RpcProxy) needs the .NET trust level Full; an IIS hardening baseline that sets Medium "
+            "trust server-wide breaks it. Show the effective level on the gateway:\n"
+            "  Get-WebConfigurationProperty -PSPath 'MACHINE/WEBROOT/APPHOST/Default Web Site/Rpc' "
+            "-Filter system.web/trust -Name level\n"
+            "Set it back for the two applications only (IIS Manager > Default Web Site > Rpc > .NET Trust Levels > "
+            "Full (internal), the same for RpcWithCert), or:\n"
+            "  Set-WebConfigurationProperty -PSPath 'MACHINE/WEBROOT/APPHOST/Default Web Site/Rpc' "
+            "-Filter system.web/trust -Name level -Value Full\n"
+            "Missing applications come back by removing and re-adding the RD Gateway role service."
+        ),
+        references=("MSRD-Diag: RD Gateway IIS trust level", "IIS .NET Trust Levels (system.web/trust)"),
+        evaluate=iis_trust,
+    ),
+    Check(
+        id="rdg.policy-denied",
+        title="No connection refused by the gateway's CAP or RAP (events 201/301)",
+        severity=Severity.WARNING,
+        roles=GW,
+        needs=("events",),
+        remediation=(
+            "Event 201: the user did not meet any connection authorization policy (CAP): in RD Gateway Manager > "
+            "Policies > Connection Authorization Policies, check the user groups (and client computer groups) of the "
+            "enabled CAPs and that the user is a member (Get-ADPrincipalGroupMembership USER), the allowed "
+            "authentication method (password / smart card) and device redirection requirements. With central CAP "
+            "(NPS), check the NPS policies and the Security log of the NPS server (event 6273 gives the reason).\n"
+            "Event 301: the resource is not in a computer group of a RAP that allows this user: Policies > Resource "
+            "Authorization Policies; the name the user typed must match the group (FQDN and NetBIOS names differ "
+            "for RD Gateway-managed groups), and the port must be allowed.\n"
+            "Error 23003 on 201 is the usual 'not in a CAP user group'."
+        ),
+        references=(
+            "TerminalServices-Gateway 201 (AAG_EVENT_NAP_FAILED), 301 (AAG_EVENT_RAP_FAILED)",
+            "mstsc 0x904 / extended 0x7",
+        ),
+        evaluate=policy_denied,
+    ),
+    Check(
+        id="rdg.resource-unreachable",
+        title="The gateway reaches the resources users ask for (event 304)",
+        severity=Severity.WARNING,
+        roles=GW,
+        needs=("events",),
+        remediation=(
+            "The user passed the CAP and RAP but the gateway could not connect to the session host. From the gateway: "
+            "Resolve-DnsName HOST; Test-NetConnection -ComputerName HOST -Port 3389. On the session host: "
+            "Get-Service TermService, netstat -ano | findstr 3389, Remote Desktop allowed (fDenyTSConnections = 0) "
+            "and the 'Remote Desktop' firewall rules enabled. Error 10060 is a timeout (host down or a firewall "
+            "drops it), 10061 a refusal (nothing listens), 11001 a name the gateway cannot resolve."
+        ),
+        references=("TerminalServices-Gateway 304 (AAG_EVENT_CHANNEL_CONNECT_FAILED)",),
+        evaluate=resource_unreachable,
     ),
 )

@@ -16,20 +16,29 @@ def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def clock_skew_s(facts: HostFacts) -> float | None:
+    """The host's clock minus the workstation's, in seconds; None when it was not measured.
+
+    The host read its clock while the probe ran, before the answer arrived, and both clocks are
+    read to the second: a difference within the probe's run time (and 1 s) is no skew."""
+    probe = facts.probes.get("host")
+    if probe is None or not probe.data.get("utc_now") or not probe.received_utc:
+        return None
+    skew = (_parse(probe.data["utc_now"]) - _parse(probe.received_utc)).total_seconds()
+    return 0.0 if -probe.duration_s - 1 <= skew <= 1 else skew
+
+
 def time_skew(facts: HostFacts) -> Verdict:
     probe = facts.probes["host"]
     vantage = f"{facts.target.name} (WinRM probe host) vs. the workstation"
     host_now, received = probe.data.get("utc_now"), probe.received_utc
-    if not host_now or not received:
+    skew = clock_skew_s(facts)
+    if skew is None:
         return Verdict(
             Status.UNKNOWN,
             "The host's clock could not be compared",
             (Evidence("why unknown", "the host clock or the receipt time is missing", vantage),),
         )
-    # The host read its clock while the probe ran, before the answer arrived: allow for that.
-    skew = (_parse(host_now) - _parse(received)).total_seconds()
-    if -probe.duration_s - 1 <= skew <= 1:
-        skew = 0.0
     evidence = (
         Evidence("host clock (UTC)", host_now, vantage),
         Evidence("workstation clock at receipt (UTC)", received, vantage),

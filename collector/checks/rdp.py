@@ -1,5 +1,6 @@
 """The session host's listener: enabled, listening, reachable through its firewall, and how it
-authenticates (DESIGN §4 'session host'; the article's netstat and NLA causes)."""
+authenticates (DESIGN §4 'session host'; the article's netstat and NLA causes); who may log on
+through Remote Desktop Services, and RD Licensing (MSRD-Diag parity, DESIGN §12)."""
 
 from __future__ import annotations
 
@@ -153,6 +154,135 @@ def rdp_port_nondefault(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "RDP uses the default port 3389", evidence)
 
 
+ADMINISTRATORS = "S-1-5-32-544"
+REMOTE_DESKTOP_USERS = "S-1-5-32-555"
+# Groups whose denial shuts out ordinary Remote Desktop users; denying Guests or local accounts
+# (S-1-5-113, S-1-5-114) is a common hardening baseline and keeps domain users working.
+BROAD_GROUPS = {
+    "S-1-1-0": "Everyone",
+    "S-1-5-11": "Authenticated Users",
+    "S-1-5-32-545": "Users",
+    ADMINISTRATORS: "Administrators",
+    REMOTE_DESKTOP_USERS: "Remote Desktop Users",
+}
+
+
+def _is_broad(sid: str | None) -> bool:
+    return bool(sid) and (sid in BROAD_GROUPS or (sid.startswith("S-1-5-21-") and sid.endswith("-513")))
+
+
+def _principal(p: Mapping[str, Any]) -> str:
+    if p["account"] and p["sid"]:
+        return f"{p['account']} ({p['sid']})"
+    return p["account"] or p["sid"] or "?"
+
+
+def user_rights(facts: HostFacts) -> Verdict:
+    rights = facts.probes["rdp_config"].data["user_rights"]
+    v = _vantage(facts, "rdp_config")
+    if rights is None:
+        errors = "; ".join(e.message for e in facts.probes["rdp_config"].errors if "secedit" in e.step)
+        return Verdict(
+            Status.UNKNOWN,
+            "The Remote Desktop logon rights could not be read",
+            (Evidence("why unknown", errors or "secedit /export did not report the user rights", v),),
+        )
+    allow, deny = rights["remote_interactive"], rights["deny_remote_interactive"]
+    evidence = (
+        Evidence(
+            "Allow log on through Remote Desktop Services (SeRemoteInteractiveLogonRight)",
+            ", ".join(_principal(p) for p in allow) or "nobody",
+            v,
+        ),
+        Evidence(
+            "Deny log on through Remote Desktop Services (SeDenyRemoteInteractiveLogonRight)",
+            ", ".join(_principal(p) for p in deny) or "nobody",
+            v,
+        ),
+    )
+    denied = [p for p in deny if _is_broad(p["sid"])]
+    if denied:
+        names = ", ".join(p["account"] or BROAD_GROUPS.get(p["sid"], p["sid"]) for p in denied)
+        return Verdict(
+            Status.FAIL,
+            f"{names} denied log on through Remote Desktop Services: their members are refused (extended reason 9)",
+            evidence,
+        )
+    if not allow:
+        return Verdict(Status.FAIL, "Nobody may log on through Remote Desktop Services", evidence)
+    sids = {p["sid"] for p in allow}
+    defaults = ((ADMINISTRATORS, "Administrators"), (REMOTE_DESKTOP_USERS, "Remote Desktop Users"))
+    missing = [name for sid, name in defaults if sid not in sids]
+    if missing:
+        return Verdict(
+            Status.WARN,
+            f"{' and '.join(missing)} may not log on through Remote Desktop Services",
+            evidence,
+        )
+    return Verdict(
+        Status.PASS, "Administrators and Remote Desktop Users may log on through Remote Desktop Services", evidence
+    )
+
+
+# Win32_TerminalServiceSetting.LicensingType and the LicensingMode policy (3 is unused).
+LICENSING_TYPES = {
+    0: "Personal Terminal Server",
+    1: "Remote Desktop for Administration",
+    2: "Per Device",
+    4: "Per User",
+    5: "Not configured",
+}
+
+
+def licensing(facts: HostFacts) -> Verdict:
+    lic = facts.probes["rdp_config"].data["licensing"]
+    v = _vantage(facts, "rdp_config")
+    server_mode = lic["terminal_server_mode"]
+    if server_mode is None:
+        return Verdict(
+            Status.UNKNOWN,
+            "RD Licensing could not be read",
+            (Evidence("why unknown", "Win32_TerminalServiceSetting could not be read; see the probe errors", v),),
+        )
+    policy_mode, wmi_type = lic["licensing_mode_policy"], lic["licensing_type"]
+    mode = policy_mode if policy_mode is not None else wmi_type
+    servers = lic["license_servers_policy"] or lic["license_servers_specified"]
+    grace = lic["grace_period_days"]
+    source = "Group Policy" if lic["policy_source_licensing_type"] == 1 else "server setting"
+    policy_text = "not set" if policy_mode is None else f"{policy_mode} = {LICENSING_TYPES.get(policy_mode, '?')}"
+    evidence = (
+        Evidence("server mode", "RD Session Host" if server_mode == 1 else "Remote Desktop for Administration", v),
+        Evidence("LicensingType", f"{wmi_type} = {LICENSING_TYPES.get(wmi_type, '?')} ({source})", v),
+        Evidence("LicensingMode (policy)", policy_text, v),
+        Evidence("license servers (policy LicenseServers)", ", ".join(lic["license_servers_policy"]) or "none", v),
+        Evidence("license servers (SpecifiedLicenseServers)", ", ".join(lic["license_servers_specified"]) or "none", v),
+        Evidence("grace period", "not read" if grace is None else f"{grace} day(s) left", v),
+    )
+    if server_mode == 0:
+        return Verdict(
+            Status.PASS,
+            "Remote Desktop for Administration: no RDS licensing needed (two administrative sessions)",
+            evidence,
+        )
+    gaps = ([] if mode in (2, 4) else ["no licensing mode is set"]) + ([] if servers else ["no license server is set"])
+    if not gaps:
+        return Verdict(Status.PASS, f"{LICENSING_TYPES[mode]} licensing from {', '.join(servers)}", evidence)
+    what = " and ".join(gaps)
+    if grace is not None and grace > 0:
+        return Verdict(
+            Status.WARN, f"RD Licensing is not configured ({what}): {grace} day(s) of grace period left", evidence
+        )
+    if grace == 0:
+        return Verdict(
+            Status.FAIL,
+            f"RD Licensing is not configured ({what}) and the grace period is over: connections are refused",
+            evidence,
+        )
+    return Verdict(
+        Status.WARN, f"RD Licensing is not configured ({what}); the grace period could not be read", evidence
+    )
+
+
 SH = frozenset({Role.SESSION_HOST})
 CHECKS = (
     Check(
@@ -246,5 +376,44 @@ CHECKS = (
         ),
         references=("RDP-Tcp PortNumber",),
         evaluate=rdp_port_nondefault,
+    ),
+    Check(
+        id="rdp.user-rights",
+        title="Remote Desktop users hold the right to log on through Remote Desktop Services",
+        severity=Severity.CRITICAL,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "Members of a group that lacks 'Allow log on through Remote Desktop Services', or that 'Deny log on "
+            "through Remote Desktop Services' names, are refused after authenticating (mstsc: 'the connection was "
+            "denied because the user account is not authorized for remote login', extended reason 9; Security 4625 "
+            "with status 0xC000015B). See where it is set: gpresult /h gpresult.html (Computer Details > Settings > "
+            "User Rights Assignment), or secpol.msc > Local Policies > User Rights Assignment. Fix it in the GPO "
+            "that sets it (Computer Configuration > Policies > Windows Settings > Security Settings > Local "
+            "Policies > User Rights Assignment): Allow = Administrators, Remote Desktop Users; keep broad groups out "
+            "of Deny; then gpupdate /force. Users also need to be in Remote Desktop Users: "
+            "Get-LocalGroupMember -Group 'Remote Desktop Users'."
+        ),
+        references=("SeRemoteInteractiveLogonRight / SeDenyRemoteInteractiveLogonRight", "Security 4625 0xC000015B"),
+        evaluate=user_rights,
+    ),
+    Check(
+        id="rdp.licensing",
+        title="RD Licensing is configured",
+        severity=Severity.CRITICAL,
+        roles=SH,
+        needs=("rdp_config",),
+        remediation=(
+            "An RD Session Host needs a licensing mode and a license server once its grace period (120 days from "
+            "installing the role) is over; then it refuses connections (mstsc extended reasons 0x100-0x10A; "
+            "'no Remote Desktop license servers available'). Set both with Group Policy: Computer Configuration > "
+            "Administrative Templates > Windows Components > Remote Desktop Services > Remote Desktop Session Host "
+            "> Licensing > 'Set the Remote Desktop licensing mode' (Per User or Per Device, as your CALs) and 'Use "
+            "the specified Remote Desktop license servers'; in a deployment: Set-RDLicenseConfiguration -Mode PerUser "
+            "-LicenseServer LS.corp.example -ConnectionBroker CB.corp.example. Check with the RD Licensing "
+            "Diagnoser (lsdiag.msc)."
+        ),
+        references=("Win32_TerminalServiceSetting.LicensingType", "GetGracePeriodDays", "RD Licensing Diagnoser"),
+        evaluate=licensing,
     ),
 )

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from collector import contract
+from collector.checks.client import TLS_AGENTS
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -149,6 +150,25 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
                 _rule("RemoteDesktop-UserMode-In-TCP", "Remote Desktop - User Mode (TCP-In)", "TCP", "3389"),
                 _rule("RemoteDesktop-UserMode-In-UDP", "Remote Desktop - User Mode (UDP-In)", "UDP", "3389"),
             ],
+            # Server 2022's defaults: Administrators and Remote Desktop Users, nobody denied.
+            "user_rights": {
+                "remote_interactive": [
+                    {"sid": "S-1-5-32-544", "account": "BUILTIN\\Administrators"},
+                    {"sid": "S-1-5-32-555", "account": "BUILTIN\\Remote Desktop Users"},
+                ],
+                "deny_remote_interactive": [],
+            },
+            # An RD Session Host licensed Per User by Group Policy, long past its grace period.
+            "licensing": {
+                "terminal_server_mode": 1,
+                "licensing_type": 4,
+                "licensing_name": "Per User",
+                "policy_source_licensing_type": 1,
+                "licensing_mode_policy": 4,
+                "license_servers_policy": ["rdls01.lab.test"],
+                "license_servers_specified": [],
+                "grace_period_days": 0,
+            },
         }
     if probe == "gateway":
         return {
@@ -176,6 +196,15 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
                     "port_numbers": "3389",
                 }
             ],
+            "iis_applications": [
+                {
+                    "path": f"Default Web Site/{app}",
+                    "present": True,
+                    "physical_path": "C:\\Windows\\System32\\RpcProxy",
+                    "trust_level": "Full",
+                }
+                for app in ("Rpc", "RpcWithCert")
+            ],
         }
     if probe == "client":
         return {
@@ -194,6 +223,8 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
             ],
             "gateway_tls": None,
             "trusted_roots": [],
+            "agents_checked": list(TLS_AGENTS),
+            "agents": [],
         }
     if probe == "user_credentials":
         return {"users": [{"account": f"LAB\\{short.lower()}-user", "targets": [], "error": None}]}
@@ -324,6 +355,8 @@ def _client_tls(data: dict[str, Any], parameters: Mapping[str, Any], view: LabVi
     gateway = str(parameters.get("GatewayName") or "")
     port = int(parameters.get("GatewayPort") or 443)
     data = dict(data, trusted_roots=list(view.trusted_roots))
+    if parameters.get("AgentProcesses"):
+        data["agents_checked"] = [str(p) for p in parameters["AgentProcesses"]]
     if not gateway:
         return data
     seen: dict[str, Any] = {

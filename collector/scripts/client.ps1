@@ -4,12 +4,14 @@
 # logged-on user (RDGClientTrace / RDGClientTraceFile under HKEY_USERS, since HKCU over WinRM is
 # the admin's hive) with the interesting lines of each trace file, the gateway's TLS chain as
 # THIS client receives it (so a middlebox doing SSL inspection shows), and the thumbprints of
-# the client's trusted roots.
+# the client's trusted roots, and which agents known to intercept TLS are running (by process
+# name: evidence for SSL inspection on the path, as MSRD-Diag looks for them).
 param(
     [string]$GatewayName = '',
     [int]$GatewayPort = 443,
     [int]$TimeoutMs = 5000,
-    [int]$TraceLines = 400
+    [int]$TraceLines = 400,
+    [string[]]$AgentProcesses = @('ZSATunnel', 'ZSAService', 'stAgentSvc', 'nsdiag', 'wssad', 'PanGPS', 'PanGPA', 'vpnagent', 'acumbrellaagent', 'fppsvc', 'websense')
 )
 # collector: common
 
@@ -21,6 +23,8 @@ $data = [ordered]@{
     users                = @()
     gateway_tls          = $null
     trusted_roots        = @()
+    agents_checked       = @($AgentProcesses)
+    agents               = @()
 }
 try {
     $data.disable_udp_policy = Get-ProbeRegistryValue -Path 'HKLM:\SOFTWARE\Policies\Microsoft\Windows NT\Terminal Services\Client' -Name 'fClientDisableUDP'
@@ -121,6 +125,25 @@ try {
 }
 catch {
     Add-ProbeError -Step 'trusted roots' -ErrorRecord $_
+}
+
+try {
+    # Get-Process only lists; a process this account may not open still shows, without its path
+    # (Path, Company and Product read as $null then, not as an error).
+    $data.agents = @(
+        Get-Process -Name $AgentProcesses -ErrorAction SilentlyContinue | Sort-Object -Property 'ProcessName', 'Id' | ForEach-Object {
+            [ordered]@{
+                process    = [string]$_.ProcessName
+                process_id = [int]$_.Id
+                path       = $(if ($_.Path) { [string]$_.Path } else { $null })
+                company    = $(if ($_.Company) { [string]$_.Company } else { $null })
+                product    = $(if ($_.Product) { [string]$_.Product } else { $null })
+            }
+        }
+    )
+}
+catch {
+    Add-ProbeError -Step 'TLS-intercepting agents' -ErrorRecord $_
 }
 
 Write-ProbeResult -Probe 'client' -Version 1 -Data $data

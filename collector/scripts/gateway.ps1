@@ -3,7 +3,11 @@
 # certificate hash, SSL bridging, channel binding, connection limit), that certificate with the
 # chain this host builds and whether its private key is readable, what HTTP.sys actually binds
 # on 0.0.0.0:443 and [::]:443 (read from the registry, so no display language is involved), and
-# a summary of the connection (CAP) and resource (RAP) authorization policies.
+# a summary of the connection (CAP) and resource (RAP) authorization policies, and the .NET
+# trust level of the gateway's RPC-over-HTTP applications in IIS (/Rpc, /RpcWithCert), which
+# must be Full (an IIS hardening baseline that lowers it breaks them). The trust level is the
+# effective one IIS's configuration system reports (root web.config, applicationHost.config and
+# the application's web.config merged); WebAdministration only reads it here.
 param()
 # collector: common
 
@@ -14,6 +18,7 @@ $data = [ordered]@{
     http_bindings = @()
     caps          = @()
     raps          = @()
+    iis_applications = $null
 }
 try {
     $s = Get-CimInstance -Namespace $ns -ClassName 'Win32_TSGatewayServerSettings'
@@ -84,6 +89,31 @@ try {
 }
 catch {
     Add-ProbeError -Step 'RAP' -ErrorRecord $_
+}
+
+try {
+    Import-Module -Name 'WebAdministration'
+    $data.iis_applications = @(
+        foreach ($name in @('Rpc', 'RpcWithCert')) {
+            $entry = [ordered]@{ path = 'Default Web Site/' + $name; present = $false; physical_path = $null; trust_level = $null }
+            $application = Get-WebApplication -Site 'Default Web Site' -Name $name
+            if ($application) {
+                $entry.present = $true
+                $entry.physical_path = [string]$application.PhysicalPath
+                $level = Get-WebConfigurationProperty -PSPath ('MACHINE/WEBROOT/APPHOST/Default Web Site/' + $name) -Filter 'system.web/trust' -Name 'level'
+                if ($null -ne $level -and $level.PSObject.Properties['Value']) {
+                    $level = $level.Value
+                }
+                if ($level) {
+                    $entry.trust_level = [string]$level
+                }
+            }
+            $entry
+        }
+    )
+}
+catch {
+    Add-ProbeError -Step 'IIS trust levels' -ErrorRecord $_
 }
 
 Write-ProbeResult -Probe 'gateway' -Version 1 -Data $data

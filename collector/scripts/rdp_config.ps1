@@ -2,9 +2,43 @@
 # Read-only. Whether this host accepts Remote Desktop connections and how: fDenyTSConnections
 # and its policy override, the RDP-Tcp listener (port, security layer, NLA, encryption level),
 # Win32_TSGeneralSetting with the listener certificate and the chain this host builds for it,
-# and the Windows Firewall rules of the Remote Desktop group.
+# the Windows Firewall rules of the Remote Desktop group, who may (and who may not) log on
+# through Remote Desktop Services, and RD Licensing (mode, license servers, grace period).
+#
+# The logon rights come from `secedit /export /areas USER_RIGHTS`, as MSRD-Diag reads them.
+# secedit only reads the policy but can only hand it over as a file, so it writes its export
+# and its log to two temp files of this probe's own, deleted in a finally block: the one write
+# this probe makes. (The read-only alternative, LsaEnumerateAccountsWithUserRight through
+# Add-Type, compiles C# with csc.exe, which writes temp files of its own, and loads an assembly
+# into the session: heavier, and no less of a write.)
 param()
 # collector: common
+
+function ConvertTo-ProbePrincipal {
+    # One secedit entry, '*S-1-5-32-555' (a SID) or an account name, as both SID and account.
+    param([Parameter(Mandatory = $true)][string]$Entry)
+    $sid = $null
+    $account = $null
+    if ($Entry.StartsWith('*')) {
+        $sid = $Entry.Substring(1)
+        try {
+            $account = (New-Object -TypeName 'System.Security.Principal.SecurityIdentifier' -ArgumentList $sid).Translate([System.Security.Principal.NTAccount]).Value
+        }
+        catch {
+            $account = $null
+        }
+    }
+    else {
+        $account = $Entry
+        try {
+            $sid = (New-Object -TypeName 'System.Security.Principal.NTAccount' -ArgumentList $Entry).Translate([System.Security.Principal.SecurityIdentifier]).Value
+        }
+        catch {
+            $sid = $null
+        }
+    }
+    return [ordered]@{ sid = $sid; account = $account }
+}
 
 $ts = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
 $rdpTcp = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server\WinStations\RDP-Tcp'
@@ -24,6 +58,17 @@ $data = [ordered]@{
     general_setting             = $null
     listener_certificate        = $null
     firewall_rules              = @()
+    user_rights                 = $null
+    licensing                   = [ordered]@{
+        terminal_server_mode         = $null
+        licensing_type               = $null
+        licensing_name               = $null
+        policy_source_licensing_type = $null
+        licensing_mode_policy        = $null
+        license_servers_policy       = @()
+        license_servers_specified    = @()
+        grace_period_days            = $null
+    }
 }
 try {
     $data.deny_ts_connections = Get-ProbeRegistryValue -Path $ts -Name 'fDenyTSConnections'
@@ -89,6 +134,73 @@ try {
 }
 catch {
     Add-ProbeError -Step 'Get-NetFirewallRule' -ErrorRecord $_
+}
+
+$seceditFiles = @(
+    (Join-Path -Path $env:TEMP -ChildPath ('rdp-collector-rights-' + [guid]::NewGuid().ToString('N') + '.inf')),
+    (Join-Path -Path $env:TEMP -ChildPath ('rdp-collector-rights-' + [guid]::NewGuid().ToString('N') + '.log'))
+)
+try {
+    $null = & (Join-Path -Path $env:SystemRoot -ChildPath 'System32\secedit.exe') '/export' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1] '/quiet'
+    if ($LASTEXITCODE -ne 0) {
+        throw ('secedit /export exited with code ' + $LASTEXITCODE + ' (it needs an elevated administrator)')
+    }
+    $rights = [ordered]@{ remote_interactive = @(); deny_remote_interactive = @() }
+    # The export is UTF-16 with a byte order mark; the privilege names in it are never translated.
+    foreach ($line in (Get-Content -LiteralPath $seceditFiles[0])) {
+        if ($line -match '^\s*(SeRemoteInteractiveLogonRight|SeDenyRemoteInteractiveLogonRight)\s*=\s*(.*)$') {
+            $right = $Matches[1]
+            $entries = @($Matches[2].Split(',') | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+            $principals = @(foreach ($entry in $entries) { ConvertTo-ProbePrincipal -Entry $entry })
+            if ($right -eq 'SeRemoteInteractiveLogonRight') {
+                $rights.remote_interactive = $principals
+            }
+            else {
+                $rights.deny_remote_interactive = $principals
+            }
+        }
+    }
+    $data.user_rights = $rights
+}
+catch {
+    Add-ProbeError -Step 'user rights (secedit /export)' -ErrorRecord $_
+}
+finally {
+    Remove-Item -LiteralPath $seceditFiles -Force -ErrorAction SilentlyContinue
+}
+$terminalSettings = $null
+try {
+    # Get-WmiObject rather than Get-CimInstance: the grace period below is a method of this object.
+    $terminalSettings = Get-WmiObject -Namespace 'root\cimv2\TerminalServices' -Class 'Win32_TerminalServiceSetting'
+    $data.licensing.terminal_server_mode = [int]$terminalSettings.TerminalServerMode
+    $data.licensing.licensing_type = [int]$terminalSettings.LicensingType
+    $data.licensing.licensing_name = [string]$terminalSettings.LicensingName
+    $data.licensing.policy_source_licensing_type = [int]$terminalSettings.PolicySourceLicensingType
+}
+catch {
+    Add-ProbeError -Step 'Win32_TerminalServiceSetting' -ErrorRecord $_
+}
+try {
+    $data.licensing.licensing_mode_policy = Get-ProbeRegistryValue -Path $policy -Name 'LicensingMode'
+    $servers = Get-ProbeRegistryValue -Path $policy -Name 'LicenseServers'
+    if ($servers) {
+        $data.licensing.license_servers_policy = @([string]$servers -split '[,;]' | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+    }
+    $specified = Get-ProbeRegistryValue -Path 'HKLM:\SYSTEM\CurrentControlSet\Services\TermService\Parameters\LicenseServers' -Name 'SpecifiedLicenseServers'
+    $data.licensing.license_servers_specified = @($specified | ForEach-Object { [string]$_ } | Where-Object { $_ })
+}
+catch {
+    Add-ProbeError -Step 'licensing registry' -ErrorRecord $_
+}
+try {
+    if ($terminalSettings -and $data.licensing.terminal_server_mode -eq 1) {
+        # GetGracePeriodDays only reads the days left in the licensing grace period (documented as
+        # "retrieves the number of days"); it is the one WMI method this probe calls.
+        $data.licensing.grace_period_days = [int]$terminalSettings.GetGracePeriodDays().DaysLeft
+    }
+}
+catch {
+    Add-ProbeError -Step 'licensing grace period' -ErrorRecord $_
 }
 
 Write-ProbeResult -Probe 'rdp_config' -Version 1 -Data $data

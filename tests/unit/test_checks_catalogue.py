@@ -31,7 +31,12 @@ ROLES = {"client": (Role.CLIENT,), "gateway": (Role.GATEWAY,), "session_host": (
 PARAMS = {
     "network": {"Targets": ["gw.corp.example:443", "sh.corp.example:3389"]},
     "client": {"GatewayName": "gw.corp.example"},
-    "events": {"Queries": ["Microsoft-Windows-TerminalServices-RDPClient/Operational=1026"]},
+    "events": {
+        "Queries": [
+            "Microsoft-Windows-TerminalServices-RDPClient/Operational=1026",
+            "Microsoft-Windows-TerminalServices-Gateway/Operational=200,201,300,301,302,303,304",
+        ]
+    },
     "services": {"Names": ["TermService", "UmRdpService", "SessionEnv", "TSGateway", "W3SVC", "IAS"]},
 }
 RUNNING = [

@@ -40,6 +40,10 @@ OPT_IN_WRITERS = {
         "Remove-Item",
     }
 }
+# Read-only probes that still write one thing: rdp_config's `secedit /export` can only hand the
+# user rights over as a file, so it exports to two temp files of the probe's own and deletes them
+# in a finally block. Exactly that deletion is allowed, nowhere else (test_temp_file_cleanup_only).
+TEMP_FILE_CLEANUP = {"rdp_config": "Remove-Item -LiteralPath $seceditFiles -Force -ErrorAction SilentlyContinue"}
 
 
 def walk(node: Node):
@@ -85,9 +89,46 @@ def test_probe_is_read_only(name: str) -> None:
     source = scripts.load(name).text.encode()
     tree = PARSER.parse(source)
     commands = {source[n.start_byte : n.end_byte].decode() for n in walk(tree.root_node) if n.type == "command_name"}
-    allowed = ALLOWED | OPT_IN_WRITERS.get(name, set())
+    allowed = ALLOWED | OPT_IN_WRITERS.get(name, set()) | ({"Remove-Item"} if name in TEMP_FILE_CLEANUP else set())
     writers = sorted(c for c in commands if WRITE_VERBS.match(c) and c not in allowed)
     assert writers == [], f"{name}.ps1 calls commands that change the host: {writers}"
+
+
+def _commands(source: bytes, command_name: str) -> list[Node]:
+    return [
+        n.parent
+        for n in walk(PARSER.parse(source).root_node)
+        if n.type == "command_name" and source[n.start_byte : n.end_byte].decode() == command_name
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(TEMP_FILE_CLEANUP))
+def test_temp_file_cleanup_only(name: str) -> None:
+    """The allowed deletion is the one statement named, in a finally block, of files the probe made."""
+    source = scripts.load(name).text.encode()
+    [removal] = _commands(source, "Remove-Item")
+    assert source[removal.start_byte : removal.end_byte].decode() == TEMP_FILE_CLEANUP[name]
+    ancestors = []
+    node = removal.parent
+    while node is not None:
+        ancestors.append(node.type)
+        node = node.parent
+    assert "finally_clause" in ancestors
+    text = scripts.load(name).text
+    # The files are new names under the session's temp folder, and secedit only exports to them.
+    assert "(Join-Path -Path $env:TEMP -ChildPath ('rdp-collector-rights-' + [guid]::NewGuid()" in text
+    assert "'/export' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1] '/quiet'" in text
+    assert not re.search(r"secedit[^\n]*/(configure|import|generaterollback)", text, re.IGNORECASE)
+
+
+def test_the_one_wmi_method_called_only_reads() -> None:
+    """Only rdp_config holds a WMI object with callable methods (Get-WmiObject; CIM instances have none), and
+    the one method it calls is GetGracePeriodDays, which reads the days left (no Set*, Add*, ChangeMode...)."""
+    holders = {name for name in scripts.names() if "Get-WmiObject" in code_of(name)}
+    assert holders == {"rdp_config"}
+    text = code_of("rdp_config")
+    assert text.count("Get-WmiObject") == 1 and "$terminalSettings = Get-WmiObject" in text
+    assert re.findall(r"\$terminalSettings\.(\w+)\(", text) == ["GetGracePeriodDays"]
 
 
 def test_only_opt_in_probes_change_hosts() -> None:
