@@ -1,0 +1,143 @@
+"""How close a full collection comes to the ideal, on a lab fleet with real network-like delays.
+
+    python benchmarks/fleet.py --hosts 200 --latency-ms 50 --probe-seconds 1 --concurrency 50
+
+Starts N lab session hosts on loopback (WS-Management + PSRP, Basic over HTTP to keep the lab's
+own CPU out of the figures), each answering every WinRM request after LATENCY and every probe
+after PROBE-SECONDS, runs `collect --inventory` against them as a separate process, and prints
+one figure a line:
+
+    wall: the collector's wall time (process start to exit, reports written)
+    ideal: ceil(N / C) x (probe seconds + 5 round trips)
+    ratio: wall / ideal
+    peak_rss_mb: the collector process's peak resident memory
+    cpu_s_per_host: the collector's user + system CPU time divided by N
+    speedup vs naive: per host, against one Client.execute_ps per probe, host after host
+
+Why the ideal counts five round trips: a PSRP session needs at least Create (the runspace pool),
+a Receive that sees it opened, a Command, a Receive with the output, and a Delete. A host's
+probes run side by side in its pool, so a host costs about one probe's server time plus those
+round trips; C hosts are collected at once. The naive baseline is what an administrator writes
+first: pypsrp's Client.execute_ps per probe (a new runspace pool each time), one host after the
+other; it runs on a smaller fleet (--naive-hosts) and is compared per host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pypsrp.client import Client
+
+from collector import scripts
+from collector.lab.fleet import LAB_USER, PASSWORD_ENV, LabFleet, load_scenario
+from collector.model import HostTarget, Role
+from collector.runner import RunOptions, plan
+
+PASSWORD = "benchmark-Pa55"  # noqa: S105 - the lab's throwaway password
+
+
+def fleet_hosts(count: int) -> list:
+    """N healthy session hosts, copies of the demo's rdsh01 under new names, over Basic/HTTP."""
+    import dataclasses
+
+    [template] = [h for h in load_scenario() if h.name == "rdsh01.lab.test"]
+    return [
+        dataclasses.replace(template, name=f"rdsh{i:04d}.bench.test", transport="http", auth="basic")
+        for i in range(count)
+    ]
+
+
+def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS in MB and CPU seconds of one `collect` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "collector.cli",
+            "--inventory",
+            str(inventory),
+            "--output",
+            str(output),
+            "-q",
+            "--concurrency",
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, PASSWORD_ENV: PASSWORD},
+        check=False,
+    )
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode not in (0, 1):
+        raise SystemExit(f"collect failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, after.ru_maxrss / 1024, cpu
+
+
+def run_naive(fleet: LabFleet) -> float:
+    """Seconds for one Client.execute_ps per probe, host after host (the probes' defaults as inputs)."""
+    start = time.monotonic()
+    for host in fleet.hosts:
+        target = HostTarget(name=host.name, address="127.0.0.1", roles=(Role.SESSION_HOST,))
+        client = Client(
+            "127.0.0.1",
+            port=fleet.ports[host.name],
+            username=LAB_USER,
+            password=PASSWORD,
+            ssl=False,
+            auth="basic",
+            encryption="never",
+        )
+        for call in plan(target, RunOptions()):
+            client.execute_ps(scripts.load(call.probe).text)
+    return time.monotonic() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--probe-seconds", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--naive-hosts", type=int, default=5)
+    args = parser.parse_args()
+    rtt = args.latency_ms / 1000
+
+    with tempfile.TemporaryDirectory(prefix="collect-bench-") as tmp:
+        work = Path(tmp)
+        fleet = LabFleet(fleet_hosts(args.hosts), PASSWORD, work / "lab", latency=rtt, probe_seconds=args.probe_seconds)
+        with fleet:
+            inventory = fleet.write_inventory(work / "inventory.yaml")
+            wall, rss_mb, cpu = run_collector(inventory, work / "out", args.concurrency)
+        naive_fleet = LabFleet(
+            fleet_hosts(args.naive_hosts), PASSWORD, work / "naive", latency=rtt, probe_seconds=args.probe_seconds
+        )
+        with naive_fleet:
+            naive = run_naive(naive_fleet)
+
+    ideal = math.ceil(args.hosts / args.concurrency) * (args.probe_seconds + 5 * rtt)
+    print(
+        f"hosts: {args.hosts}  latency_ms: {args.latency_ms:g}  probe_seconds: {args.probe_seconds:g}  "
+        f"concurrency: {args.concurrency}"
+    )
+    print(f"wall: {wall:.2f}")
+    print(f"ideal: {ideal:.2f}")
+    print(f"ratio: {wall / ideal:.2f}")
+    print(f"peak_rss_mb: {rss_mb:.0f}")
+    print(f"cpu_s_per_host: {cpu / args.hosts:.3f}")
+    print(f"speedup vs naive: {(naive / args.naive_hosts) / (wall / args.hosts):.1f}")
+
+
+if __name__ == "__main__":
+    main()
