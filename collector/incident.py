@@ -90,16 +90,7 @@ OWN_HOP = {
     **dict.fromkeys(HOP_EVENTS["session-logon"], "session-logon"),
 }
 # The outcome an event has on the timeline (its own step, not what it implies for earlier ones).
-OWN_OUTCOME = {
-    (ev.GATEWAY_LOG, 200): "ok",
-    (ev.GATEWAY_LOG, 201): "failed",
-    (ev.GATEWAY_LOG, 300): "ok",
-    (ev.GATEWAY_LOG, 301): "failed",
-    (ev.GATEWAY_LOG, 302): "ok",
-    (ev.GATEWAY_LOG, 303): "",
-    (ev.GATEWAY_LOG, 304): "failed",
-    **HOP_EVENTS["session-logon"],
-}
+OWN_OUTCOME = {key: HOP_EVENTS[hop][key] for key, hop in OWN_HOP.items()}
 # What each step is called where it is the one a connection stops at.
 HOP_NAMES = {
     "client-dns": "name resolution of the gateway",
@@ -110,6 +101,17 @@ HOP_NAMES = {
     "gateway-rap": "resource authorization (RAP)",
     "gateway-resource": "the gateway's connection to the session host",
     "session-logon": "logon on the session host",
+}
+# Events of one second in the order a connection makes them: mstsc starts, the gateway's CAP, RAP
+# and connection, the session host's logon, then the ends.
+_STEP_RANK = {
+    (ev.RDPCLIENT_LOG, 1024): 0,
+    **{(ev.GATEWAY_LOG, i): 1 for i in (200, 201)},
+    **{(ev.GATEWAY_LOG, i): 2 for i in (300, 301)},
+    **{(ev.GATEWAY_LOG, i): 3 for i in (302, 304)},
+    **dict.fromkeys(HOP_EVENTS["session-logon"], 4),
+    (ev.GATEWAY_LOG, 303): 5,
+    (ev.RDPCLIENT_LOG, 1026): 6,
 }
 STEPS = {
     "client-dns": "{client} resolves {gateway}",
@@ -217,7 +219,12 @@ def _placed(side: _Side, logs: Iterable[str], start: datetime, end: datetime) ->
             at = recorded - shift
             if start <= at <= end + timedelta(seconds=MATCH_S):
                 out.append(_Placed(side, log, event, recorded, at))
-    return sorted(out, key=lambda p: p.at)
+    return sorted(out, key=_order)
+
+
+def _order(p: _Placed) -> tuple[datetime, int, int]:
+    """Time first; within a second, the step of the connection, then the log's own record order."""
+    return (p.at, _STEP_RANK.get(p.key, 3), p.event["record_id"])
 
 
 def _addresses(facts: HostFacts | None) -> set[str]:
@@ -440,6 +447,29 @@ def _static_tls(client: _Side, gateway: str) -> _Static:
     )
 
 
+def _gateway_tcp(gateway: _Side, host: str) -> _Static | None:
+    """The gateway's own TCP test of the session host's RDP port, when the inventory lists the host
+    under the gateway (its network probe then tests it); None when it was not tested."""
+    if gateway.missing("network") is not None:
+        return None
+    attempt = next(
+        (a for a in gateway.facts.probes["network"].data["tcp"] if ev.same_host(a["name"], host) and a["port"] == 3389),
+        None,
+    )
+    if attempt is None:
+        return None
+    value = f"connected in {attempt['elapsed_ms']} ms" if attempt["connected"] else f"FAILED: {attempt['error']}"
+    evidence = (Evidence(f"TCP {host}:3389", value, gateway.vantage("network")),)
+    if not attempt["connected"]:
+        return (
+            gateway,
+            Status.FAIL,
+            f"no TCP connection from {gateway.name} to {host}:3389: {attempt['error']}",
+            evidence,
+        )
+    return gateway, Status.PASS, f"{gateway.name} connects to {host}:3389 in {attempt['elapsed_ms']} ms", evidence
+
+
 def _agents(client: _Side) -> tuple[Evidence, ...]:
     if client.missing("client") is not None:
         return ()
@@ -606,9 +636,16 @@ def _path(
             hops.append(_hop(key, names, decider.name, status, finding, evidence))
             continue
         owner, found = event_hops[key]
+        tested = _gateway_tcp(gateway, host.name) if key == "gateway-resource" else None
+        if tested is not None and tested[1] is Status.FAIL:  # the gateway cannot reach the host now
+            hops.append(_hop(key, names, tested[0].name, *tested[1:]))
+            continue
         decided = _decide_events(key, [p for p in found if p.key in HOP_EVENTS[key]], client, attempts)
         if decided is not None:
             hops.append(_hop(key, names, owner.name, *decided))
+            continue
+        if tested is not None:
+            hops.append(_hop(key, names, tested[0].name, *tested[1:]))
             continue
         why = owner.missing("events")
         if why:
@@ -620,9 +657,11 @@ def _path(
             finding = f"no event of this step for {who} or {client.name}'s addresses in {since_hours} h"
         hops.append(_hop(key, names, owner.name, Status.UNKNOWN, finding, ()))
 
-    timeline = [p.to_model("failed" if _is_failure(p) else "") for p in attempts]
-    timeline += [p.to_model(OWN_OUTCOME.get(p.key, "")) for p in (*at_gateway, *at_host)]
-    timeline.sort(key=lambda e: (e.time_utc, e.role.value))
+    placed = sorted((*attempts, *at_gateway, *at_host), key=_order)
+    timeline = [
+        p.to_model(("failed" if _is_failure(p) else "") if p.log == ev.RDPCLIENT_LOG else OWN_OUTCOME.get(p.key, ""))
+        for p in placed
+    ]
     return IncidentPath(
         client=client.name,
         gateway=gateway.name,

@@ -406,7 +406,7 @@ def _events(events: Sequence[Mapping[str, Any]], parameters: Mapping[str, Any], 
                         "provider": e["provider"],
                         "time_utc": (now - timedelta(minutes=e["minutes_ago"])).strftime(ISO),
                         "level": e.get("level", "Information"),
-                        "record_id": 10_000 + i,
+                        "record_id": 10_000 + len(matching) - i,  # Windows numbers records oldest first
                         "data": {k: str(v) for k, v in e.get("data", {}).items()},
                         "message": e.get("message"),
                     }

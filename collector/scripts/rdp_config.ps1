@@ -5,7 +5,8 @@
 # the Windows Firewall rules of the Remote Desktop group, who may (and who may not) log on
 # through Remote Desktop Services, and RD Licensing (mode, license servers, grace period).
 #
-# The logon rights come from `secedit /export /areas USER_RIGHTS`, as MSRD-Diag reads them.
+# The logon rights come from `secedit /export /mergedpolicy /areas USER_RIGHTS` (the effective
+# rights, Group Policy and local merged), as MSRD-Diag reads them.
 # secedit only reads the policy but can only hand it over as a file, so it writes its export
 # and its log to two temp files of this probe's own, deleted in a finally block: the one write
 # this probe makes. (The read-only alternative, LsaEnumerateAccountsWithUserRight through
@@ -141,7 +142,7 @@ $seceditFiles = @(
     (Join-Path -Path $env:TEMP -ChildPath ('rdp-collector-rights-' + [guid]::NewGuid().ToString('N') + '.log'))
 )
 try {
-    $null = & (Join-Path -Path $env:SystemRoot -ChildPath 'System32\secedit.exe') '/export' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1] '/quiet'
+    $null = & (Join-Path -Path $env:SystemRoot -ChildPath 'System32\secedit.exe') '/export' '/mergedpolicy' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1] '/quiet'
     if ($LASTEXITCODE -ne 0) {
         throw ('secedit /export exited with code ' + $LASTEXITCODE + ' (it needs an elevated administrator)')
     }

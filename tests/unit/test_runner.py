@@ -137,6 +137,6 @@ def test_abandoned_workers_get_a_grace_period_to_close() -> None:
         return HostFacts(target=t)
 
     start = time.monotonic()
-    [report] = runner.run_hosts([target("late", deadline=0.2)], {}, collect=collect, abandoned_grace_s=3)
-    assert closed.is_set() and time.monotonic() - start < 2.5
+    [report] = runner.run_hosts([target("late", deadline=0.2)], {}, collect=collect, abandoned_grace_s=30)
+    assert closed.is_set() and time.monotonic() - start < 20  # returned when the worker ended, not after 30 s
     assert report.facts.problems[0].kind is CollectionFailure.TIMEOUT

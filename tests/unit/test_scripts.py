@@ -117,7 +117,7 @@ def test_temp_file_cleanup_only(name: str) -> None:
     text = scripts.load(name).text
     # The files are new names under the session's temp folder, and secedit only exports to them.
     assert "(Join-Path -Path $env:TEMP -ChildPath ('rdp-collector-rights-' + [guid]::NewGuid()" in text
-    assert "'/export' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1] '/quiet'" in text
+    assert "'/export' '/mergedpolicy' '/areas' 'USER_RIGHTS' '/cfg' $seceditFiles[0] '/log' $seceditFiles[1]" in text
     assert not re.search(r"secedit[^\n]*/(configure|import|generaterollback)", text, re.IGNORECASE)
 
 

@@ -1,0 +1,54 @@
+"""`collect rules --markdown` and the page made from it, docs/checks.md, which the README links."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector import checks, cli
+from collector.checks import CatalogueEntry
+from collector.model import Severity
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_docs_checks_md_is_what_collect_rules_markdown_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "--markdown"]) == 0
+    printed = capsys.readouterr().out
+    assert (ROOT / "docs" / "checks.md").read_text(encoding="utf-8") == printed, (
+        "docs/checks.md is out of date with the catalogue: regenerate it with "
+        "`collect rules --markdown > docs/checks.md` and review the diff"
+    )
+
+
+def test_the_page_lists_every_id_once_with_its_metadata() -> None:
+    page = cli.rules_markdown(checks.rules())
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert [row.split(" | ")[0].removeprefix("| `").removesuffix("`") for row in rows] == [e.id for e in checks.rules()]
+    licensing = next(row for row in rows if row.startswith("| `rdp.licensing`"))
+    assert licensing.startswith("| `rdp.licensing` | critical | WinRM (session_host) | RD Licensing is configured | ")
+    assert "| `rdg.ssl-inspection` | critical | across hosts (client vs. gateway, client vs. workstation) |" in page
+
+
+def test_cells_stay_one_table_cell_each() -> None:
+    entry = CatalogueEntry(
+        "x.pipe", "a | b", Severity.INFO, ("workstation",), "netstat -ano | findstr 3389\nsecond line", ()
+    )
+    [row] = [line for line in cli.rules_markdown([entry]).splitlines() if line.startswith("| `")]
+    assert row == "| `x.pipe` | info | workstation | a \\| b | netstat -ano \\| findstr 3389 |"
+
+
+def test_the_readme_links_the_page_from_its_checks_section() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Checks\n", 1)[1].split("\n## ", 1)[0]
+    assert "[docs/checks.md](docs/checks.md)" in section
+    for entry in checks.rules():
+        assert f"`{entry.id}`" in section, entry.id
+
+
+def test_json_and_markdown_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["rules", "--json", "--markdown"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
