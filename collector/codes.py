@@ -72,8 +72,14 @@ EXTENDED_REASONS: dict[int, str] = {
 # What to check first, per (reason, extended) pair or per reason alone, in order of likelihood.
 LIKELY_CAUSES: dict[tuple[int, int | None], tuple[tuple[str, tuple[str, ...]], ...]] = {
     (2308, 7): (
-        ("Remote Desktop is off or limited by policy on the session host", ("rdp.disabled", "rdp.service-stopped")),
-        ("the RD Gateway refuses the user or the resource (CAP/RAP)", ("rdg.policy-config", "rdg.service-stopped")),
+        (
+            "Remote Desktop is off or limited by policy on the session host",
+            ("rdp.disabled", "rdp.service-stopped", "rdp.user-rights"),
+        ),
+        (
+            "the RD Gateway refuses the user or the resource (CAP/RAP)",
+            ("rdg.policy-denied", "rdg.policy-config", "rdg.resource-unreachable", "rdg.service-stopped"),
+        ),
         ("TLS inspection between the client and the gateway", ("rdg.ssl-inspection", "net.proxy")),
         (
             "the gateway's certificate is not valid for this client",
@@ -129,8 +135,29 @@ def describe_extended(code: int) -> str:
     return f"{label}: {meaning}" if meaning else f"{label}: not a documented extended reason"
 
 
+# Extended reasons that point at a cause whatever the disconnect reason was.
+CAUSES_BY_EXTENDED: dict[int, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    9: (("the user lacks the right to log on through Remote Desktop Services", ("rdp.user-rights",)),),
+    **{
+        code: (
+            (
+                "Remote Desktop licensing: no license server, no license, or the grace period is over",
+                ("rdp.licensing",),
+            ),
+        )
+        for code in range(256, 267)
+    },
+}
+
+
 def likely_causes(code: int, extended: int | None) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return LIKELY_CAUSES.get((code, extended)) or LIKELY_CAUSES.get((code, None)) or ()
+    """Causes for the pair, else for the extended reason alone, else for the disconnect reason."""
+    return (
+        LIKELY_CAUSES.get((code, extended))
+        or (CAUSES_BY_EXTENDED.get(extended, ()) if extended is not None else ())
+        or LIKELY_CAUSES.get((code, None))
+        or ()
+    )
 
 
 # Reasons that mean someone chose to end the session, not a failure.

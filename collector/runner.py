@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from collector import checks, contract, scripts, workstation
+from collector.checks.client import TLS_AGENTS
 from collector.checks.services import services_for
 from collector.credentials import Secret
 from collector.model import (
@@ -81,7 +82,12 @@ def plan(target: HostTarget, options: RunOptions = RunOptions()) -> list[ProbeCa
     if Role.GATEWAY in roles:
         calls.append(ProbeCall("gateway", {}))
     if Role.CLIENT in roles:
-        calls.append(ProbeCall("client", {"GatewayName": target.gateway, "GatewayPort": 443}))
+        calls.append(
+            ProbeCall(
+                "client",
+                {"GatewayName": target.gateway, "GatewayPort": 443, "AgentProcesses": list(TLS_AGENTS)},
+            )
+        )
         if options.user_context:
             calls.append(ProbeCall("user_credentials", {"TimeoutSeconds": 30}))
     targets = ([f"{target.gateway}:443"] if target.gateway else []) + [f"{s}:3389" for s in target.session_hosts]

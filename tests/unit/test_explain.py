@@ -58,7 +58,7 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out = run(capsys, "0x904", "0x7", "--json")
     data = json.loads(out)
     assert code == 0 and data["code"] == 2308 and data["extended"] == 7 and data["documented"] is True
-    assert data["likely_causes"][0]["checks"] == ["rdp.disabled", "rdp.service-stopped"]
+    assert data["likely_causes"][0]["checks"] == ["rdp.disabled", "rdp.service-stopped", "rdp.user-rights"]
 
 
 def test_garbage_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -73,3 +73,11 @@ def test_every_mapped_check_exists() -> None:
     for causes in codes.LIKELY_CAUSES.values():
         for _, check_ids in causes:
             assert set(check_ids) <= ids, check_ids
+
+
+@pytest.mark.parametrize(("args", "check"), [(("3", "9"), "rdp.user-rights"), (("0x904", "0x102"), "rdp.licensing")])
+def test_extended_reasons_point_at_their_checks(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, str], check: str
+) -> None:
+    code, out = run(capsys, *args)
+    assert code == 0 and check in out

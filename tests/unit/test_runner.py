@@ -46,7 +46,9 @@ def test_plan_follows_roles_and_passes_inputs_as_parameters() -> None:
     )
     calls = {c.probe: c.parameters for c in runner.plan(client)}
     assert list(calls) == ["host", "client", "network", "events"]
-    assert calls["client"] == {"GatewayName": "gw.example", "GatewayPort": 443}
+    from collector.checks.client import TLS_AGENTS
+
+    assert calls["client"] == {"GatewayName": "gw.example", "GatewayPort": 443, "AgentProcesses": list(TLS_AGENTS)}
     assert calls["network"]["Targets"] == ["gw.example:443", "sh1.example:3389", "sh2.example:3389"]
     assert calls["events"]["Queries"][0].startswith("Microsoft-Windows-TerminalServices-RDPClient/Operational=")
 
