@@ -94,11 +94,14 @@ class _Display:
             self.task = self.live.add_task("", total=total)
             self.live.start()
 
-    def host_done(self, host: HostReport) -> None:
+    def host_done(self, host: HostReport, *, revised: bool = False) -> None:
+        """One line per host; ``revised`` when cross-host checks changed a host already shown."""
         problems = sorted({c.id for c in host.checks if c.is_problem})
         line = f"{host.name}: {host.worst.value}" + (f" ({', '.join(problems)})" if problems else "")
+        if revised:
+            line += " [after cross-host checks]"
         if self.live is not None:
-            self.live.update(self.task, advance=1, description=host.name)
+            self.live.update(self.task, advance=0 if revised else 1, description=host.name)
             self.live.console.print(line, highlight=False, markup=False)
         elif not self.quiet:
             print(line, file=self.stream, flush=True)
@@ -165,6 +168,8 @@ def run_collection(
         for before, after in zip(hosts, judged, strict=True):
             if after is not before:
                 writer.write_host(after, meta)
+                if {c.id for c in after.checks if c.is_problem} != {c.id for c in before.checks if c.is_problem}:
+                    display.host_done(after, revised=True)
         hosts = judged
     except KeyboardInterrupt:
         display.close()

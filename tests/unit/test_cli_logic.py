@@ -195,3 +195,9 @@ def test_since_reaches_the_events_probe() -> None:
     target = facts((Role.CLIENT,), None).target
     events = next(c for c in plan(target, RunOptions(since_hours=72)) if c.probe == "events")
     assert events.parameters["SinceHours"] == 72
+
+
+def test_display_revised_line_after_cross_host_checks() -> None:
+    log = _Terminal(tty=False)
+    cli._Display(1, quiet=False, stream=log).host_done(host(Status.FAIL, Severity.CRITICAL), revised=True)
+    assert "".join(log.parts) == "h1.corp.example: fail (x.y) [after cross-host checks]\n"
