@@ -598,8 +598,10 @@ def results_json(run_report: RunReport) -> str:
 # --- the run folder ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, content: str | bytes) -> None:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+def atomic_write(path: Path, content: str | bytes, *, durable: bool = False) -> None:
+    """Write via a temp file in the same folder and rename, so readers never see half a file.
+    ``durable`` also flushes it to disk before the rename (for results.json, from which every
+    page can be rendered again; pages are not worth a disk flush each)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -607,8 +609,9 @@ def atomic_write(path: Path, content: str | bytes) -> None:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as any file
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -683,7 +686,7 @@ def update_latest(output: Path, run_name: str) -> None:
 def _write_run(run_report: RunReport, destination: Path) -> None:
     for host in run_report.hosts:
         atomic_write(destination / "hosts" / host_filename(host.name), render_host(host, run_report))
-    atomic_write(destination / "results.json", results_json(run_report))
+    atomic_write(destination / "results.json", results_json(run_report), durable=True)
     atomic_write(destination / "index.html", render_index(run_report))
 
 

@@ -263,7 +263,7 @@ def run_hosts(
         facts = collect(target, passwords.get(target.name), progress, options)
         done.put((target.name, facts))
 
-    while pending or in_flight:
+    def start_more() -> None:
         while pending and len(in_flight) < max(1, concurrency):
             target = pending.pop(0)
             on_host_start(target)
@@ -274,11 +274,15 @@ def run_hosts(
                 target=worker, args=(target, flight.progress), name=f"collect-{target.name}", daemon=True
             )
             flight.thread.start()
+
+    while pending or in_flight:
+        start_more()
         wait = max(0.0, min(f.deadline for f in in_flight.values()) - time.monotonic())
         try:
             name, facts = done.get(timeout=min(wait, 1.0) if wait > 0 else 0.01)
             if name in in_flight:  # a late answer from an abandoned worker is dropped
                 del in_flight[name]
+                start_more()  # keep the hosts busy before the report work for this one
                 finish(facts)
         except queue.Empty:
             pass
@@ -288,6 +292,7 @@ def run_hosts(
                 del in_flight[name]
                 if flight.thread is not None:
                     abandoned.append(flight.thread)
+                start_more()
                 finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
     _let_abandoned_workers_close(abandoned, abandoned_grace_s)
     return [reports[t.name] for t in targets]
