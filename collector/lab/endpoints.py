@@ -163,7 +163,8 @@ class _LoopbackServer:
             self._conns.add(new)
 
     def handle(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Answer one accepted connection: each endpoint kind (gateway, RDP listener, raw) defines it."""
+        raise NotImplementedError(f"{type(self).__name__} does not answer connections")
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
