@@ -63,6 +63,11 @@ SERVER_AUTH_OIDS = frozenset(
 a session host listener; we report that by name but judge serverAuth, which gateways require)."""
 
 
+def thumbprint(der: bytes) -> str:
+    """How Windows names a certificate: SHA-1 of its DER, upper-case hex (an identifier, not security)."""
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
 class CertificateError(ValueError):
     """A certificate or bundle that cannot be read; the message names the source."""
 
@@ -200,7 +205,7 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         subject=_dn(cert.subject),
         issuer=_dn(cert.issuer),
         common_name=str(cns[0].value) if cns else _dn(cert.subject),
-        thumbprint=hashlib.sha1(der).hexdigest().upper(),  # noqa: S324 - the Windows thumbprint is SHA-1
+        thumbprint=thumbprint(der),
         serial=format(cert.serial_number, "X"),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from collector import certs
 from collector.model import HostFacts
 
 # Where the known probes keep a chain, and how to say where it was seen. Any other probe field
@@ -114,7 +114,7 @@ def cert_row(position: int, der_b64: str, reference: datetime | None) -> CertRow
         not_before=_iso(cert.not_valid_before_utc),
         not_after=_iso(not_after),
         days_left=days_between(reference, not_after),
-        thumbprint=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
+        thumbprint=certs.thumbprint(der),
         dns_names=dns_names,
         self_issued=cert.subject == cert.issuer,
     )

@@ -59,7 +59,7 @@ class EndpointReport:
 
 
 def _results(pairs: Sequence[tuple[CheckMeta, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
-    return [ep.result(meta, verdict, host=host, endpoint=endpoint, vantage=VANTAGE) for meta, verdict in pairs]
+    return [meta.result(verdict, host=host, endpoint=endpoint, vantage=VANTAGE) for meta, verdict in pairs]
 
 
 def _chain_results(

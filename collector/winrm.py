@@ -560,36 +560,10 @@ class HostSession:
     def run(self, script: str, parameters: Mapping[str, Any] | None = None) -> ScriptOutput:
         """Run one script with named parameters; raises CollectionError on transport failure,
         ``OutputTooLarge`` past the output limit, and a timeout once the host's deadline has passed."""
-        pool = self._pool
-        if pool is None:
-            raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
-        probe = _probe_name(script)
-        self._check_deadline(probe)
-        start = time.monotonic()
-        ps = PowerShell(pool)
-        try:
-            ps.add_script(script)
-            for name, value in (parameters or {}).items():
-                ps.add_parameter(name, value)
-            output = ps.invoke()
-        except _Oversize as over:
-            with contextlib.suppress(Exception):  # tell the host to stop; the pool's Delete ends it anyway
-                ps.stop()
-            raise OutputTooLarge(probe, over.received, pool.limit) from None
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
-            self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
-            raise self._scrub(classify(exc, self.target)) from None
-        finally:
-            pool.received.pop(ps.id, None)
-        errors = [str(e) for e in ps.streams.error]
-        return ScriptOutput(
-            output=list(output),
-            errors=errors,
-            had_errors=bool(ps.had_errors),
-            duration_s=time.monotonic() - start,
-        )
+        [result] = self.run_all([(script, parameters or {})])
+        if isinstance(result, OutputTooLarge):
+            raise result
+        return result
 
     def run_all(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[ScriptOutput | OutputTooLarge]:
         """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``):

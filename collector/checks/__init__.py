@@ -190,7 +190,7 @@ def rules() -> list[CatalogueEntry]:
         entries[check.id] = CatalogueEntry(
             check.id, check.title, check.severity, (f"WinRM ({roles})",), check.remediation, check.references
         )
-    workstation = [m for m in vars(endpoints).values() if isinstance(m, certs.CheckMeta)] + list(certs.CHECKS)
+    workstation = [*endpoints.CHECKS, *certs.CHECKS]
     for meta in workstation:
         if meta.id in entries:
             old = entries[meta.id]

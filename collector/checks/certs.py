@@ -42,6 +42,22 @@ class CheckMeta:
     remediation: str
     references: tuple[str, ...]
 
+    def result(self, verdict: Verdict, *, host: str, endpoint: str = "", vantage: str = "") -> CheckResult:
+        """This check's result; when it is about an endpoint seen from a vantage point, the
+        endpoint leads the evidence."""
+        lead = (Evidence("endpoint", endpoint, vantage),) if endpoint and vantage else ()
+        return CheckResult(
+            id=self.id,
+            status=verdict.status,
+            severity=self.severity,
+            title=verdict.title,
+            host=host,
+            evidence=(*lead, *verdict.evidence),
+            remediation=self.remediation,
+            references=self.references,
+            endpoint=endpoint,
+        )
+
 
 # Where the certificate an endpoint serves is chosen: said once, appended where it matters.
 WHERE_BOUND = (
@@ -557,20 +573,6 @@ _DECIDE: dict[str, Callable[[_Context], Verdict]] = {
 }
 
 
-def _result(meta: CheckMeta, verdict: Verdict, host: str, endpoint: str, vantage: str) -> CheckResult:
-    return CheckResult(
-        id=meta.id,
-        status=verdict.status,
-        severity=meta.severity,
-        title=verdict.title,
-        host=host,
-        evidence=(Evidence("endpoint", endpoint, vantage), *verdict.evidence),
-        remediation=meta.remediation,
-        references=meta.references,
-        endpoint=endpoint,
-    )
-
-
 def chain_results(
     analysis: ChainAnalysis,
     *,
@@ -583,14 +585,19 @@ def chain_results(
     if expires_soon_days < 0:
         raise ValueError("expires_soon_days must not be negative")
     ctx = _Context(analysis, vantage, datetime.timedelta(days=expires_soon_days))
-    return tuple(_result(meta, _DECIDE[meta.id](ctx), host, endpoint, vantage) for meta in CHECKS)
+    return tuple(meta.result(_DECIDE[meta.id](ctx), host=host, endpoint=endpoint, vantage=vantage) for meta in CHECKS)
 
 
 def unknown_results(reason: str, *, host: str, endpoint: str, vantage: str) -> tuple[CheckResult, ...]:
     """Every cert.* check as unknown, with why no chain could be judged (never a pass)."""
     why = Evidence("why unknown", reason, vantage)
     return tuple(
-        _result(meta, Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why,)), host, endpoint, vantage)
+        meta.result(
+            Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why,)),
+            host=host,
+            endpoint=endpoint,
+            vantage=vantage,
+        )
         for meta in CHECKS
     )
 

@@ -14,7 +14,7 @@ import ipaddress
 
 from collector.checks import Verdict
 from collector.checks.certs import WHERE_BOUND, CheckMeta
-from collector.model import CheckResult, Evidence, Severity, Status
+from collector.model import Evidence, Severity, Status
 from collector.probes import Failure
 from collector.probes.rdg_http import RdgHttpResult
 from collector.probes.rdp import (
@@ -148,21 +148,6 @@ CHECKS: tuple[CheckMeta, ...] = (
 """The workstation probes' checks, in report order."""
 
 NEGOTIATE_SCHEMES = frozenset({"negotiate", "ntlm"})
-
-
-def result(meta: CheckMeta, verdict: Verdict, *, host: str, endpoint: str, vantage: str) -> CheckResult:
-    """A CheckResult for ``meta``: the endpoint is the first piece of evidence."""
-    return CheckResult(
-        id=meta.id,
-        status=verdict.status,
-        severity=meta.severity,
-        title=verdict.title,
-        host=host,
-        evidence=(Evidence("endpoint", endpoint, vantage), *verdict.evidence),
-        remediation=meta.remediation,
-        references=meta.references,
-        endpoint=endpoint,
-    )
 
 
 def unknown(meta: CheckMeta, reason: str, vantage: str) -> Verdict:

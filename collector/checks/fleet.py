@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
 
+from collector.certs import thumbprint
 from collector.checks import Verdict
 from collector.checks.certs import CheckMeta
 from collector.model import CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
@@ -36,7 +36,7 @@ VANTAGE = "across hosts (client vs. gateway, client vs. workstation)"
 
 
 def _thumbprint(der_b64: str) -> str:
-    return hashlib.sha1(base64.b64decode(der_b64)).hexdigest().upper()  # noqa: S324 - Windows' identifier
+    return thumbprint(base64.b64decode(der_b64))
 
 
 def _describe(der_b64: str) -> str:
@@ -141,20 +141,6 @@ def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict |
     return Verdict(Status.PASS, "Resolves the gateway and session hosts as the workstation does", tuple(evidence))
 
 
-def _result(meta: CheckMeta, verdict: Verdict, host: str, endpoint: str = "") -> CheckResult:
-    return CheckResult(
-        id=meta.id,
-        status=verdict.status,
-        severity=meta.severity,
-        title=verdict.title,
-        host=host,
-        evidence=verdict.evidence,
-        remediation=meta.remediation,
-        references=meta.references,
-        endpoint=endpoint,
-    )
-
-
 def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
     """Every report, with the cross-host results added to the hosts they concern."""
     by_name = {r.name.lower(): r for r in reports}
@@ -166,11 +152,11 @@ def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
         if Role.CLIENT in facts.target.roles and facts.target.gateway and "client" in facts.probes:
             gateway = by_name.get(facts.target.gateway.lower())
             verdict = ssl_inspection(facts, gateway.facts if gateway else None)
-            extra.append(_result(SSL_INSPECTION, verdict, facts.target.name, f"{facts.target.gateway}:443"))
+            extra.append(SSL_INSPECTION.result(verdict, host=facts.target.name, endpoint=f"{facts.target.gateway}:443"))
         if "network" in facts.probes:
             verdict = dns_mismatch(facts, facts_by_name)
             if verdict is not None:
-                extra.append(_result(DNS_MISMATCH, verdict, facts.target.name))
+                extra.append(DNS_MISMATCH.result(verdict, host=facts.target.name))
         if extra:
             report = dataclasses.replace(report, checks=(*report.checks, *extra))
         out.append(report)

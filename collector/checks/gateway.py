@@ -6,11 +6,11 @@ IIS applications; and what its event log recorded: users and resources its polic
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from collector.certs import thumbprint
 from collector.checks import Check, Verdict, events
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
@@ -22,7 +22,7 @@ def _v(facts: HostFacts, probe: str) -> str:
 def _served_thumbprints(facts: HostFacts) -> list[tuple[str, str]]:
     """The leaf the workstation received on each of the host's TLS endpoints, as a thumbprint."""
     return [
-        (endpoint, hashlib.sha1(base64.b64decode(view["chain_der"][0])).hexdigest().upper())  # noqa: S324
+        (endpoint, thumbprint(base64.b64decode(view["chain_der"][0])))
         for endpoint, view in facts.endpoints.items()
         if view.get("probe") == "check-tls" and view.get("chain_der")
     ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from collector import contract
+from collector.certs import thumbprint
 from collector.checks.client import TLS_AGENTS
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -40,11 +40,11 @@ class LabCertificate:
     @property
     def thumbprint(self) -> str:
         """SHA-1 of the DER, upper-case hex: how Windows names a certificate."""
-        return hashlib.sha1(self.chain_der[0]).hexdigest().upper()  # noqa: S324 - an identifier, not security
+        return thumbprint(self.chain_der[0])
 
     @property
     def chain_thumbprints(self) -> tuple[str, ...]:
-        return tuple(hashlib.sha1(d).hexdigest().upper() for d in self.chain_der)  # noqa: S324
+        return tuple(thumbprint(d) for d in self.chain_der)
 
     @classmethod
     def from_pem(cls, chain_pem: bytes) -> LabCertificate:
