@@ -535,12 +535,15 @@ def cmd_explain(argv: Sequence[str]) -> int:
         raise UsageError(str(exc)) from None
     known = code in codes.DISCONNECT_REASONS and (extended is None or extended in codes.EXTENDED_REASONS)
     causes = codes.likely_causes(code, extended)
+    kind = codes.code_kind(code)
     if args.json:
         print(
             json.dumps(
                 {
                     "code": code,
                     "meaning": codes.DISCONNECT_REASONS.get(code),
+                    "rd_gateway": code in codes.GATEWAY_REASONS,
+                    "ssl_err": code in codes.SSL_ERR_REASONS,
                     "extended": extended,
                     "extended_meaning": codes.EXTENDED_REASONS.get(extended) if extended is not None else None,
                     "likely_causes": [{"cause": c, "checks": list(ids)} for c, ids in causes],
@@ -551,6 +554,8 @@ def cmd_explain(argv: Sequence[str]) -> int:
         )
         return EXIT_OK if known else EXIT_FOUND
     print(f"disconnect reason {codes.describe_disconnect(code)}")
+    if kind:
+        print(f"                  {kind}")
     if extended is not None:
         print(f"extended reason   {codes.describe_extended(extended)}")
     if causes:
@@ -561,6 +566,8 @@ def cmd_explain(argv: Sequence[str]) -> int:
             "\nRun them: collect --inventory inventory.yaml (the client, its gateway and session host), or for one"
             "\nhost: collect --host NAME --role session_host|gateway|client; the catalogue: collect rules"
         )
+        if code in codes.GATEWAY_REASONS:
+            print("From this workstation, the gateway's TLS, certificate and transport: collect check-tls GATEWAY")
     elif known:
         print("\nNo specific checks are mapped to this code; collect rules lists every check.")
     if not known:
