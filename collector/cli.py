@@ -25,7 +25,7 @@ from typing import TextIO
 from collector import checks, credentials, history, incident, inventory, metrics, report, runs
 from collector.checks import fleet as fleet_checks
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
-from collector.model import CheckResult, HostReport, RunReport, Severity, Status
+from collector.model import CheckResult, HostReport, RunChanges, RunReport, Severity, Status
 from collector.runner import DEFAULT_CONCURRENCY, RunOptions, run_hosts, utc_now
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
@@ -143,33 +143,37 @@ def run_collection(
     previous, why_not = runs.previous_run(output) if output.is_dir() else (None, "no previous run")
     if previous is None and why_not != "no previous run":
         _err(f"warning: {why_not}; changes since the previous run are not shown")
+    baseline = history.Baseline.of(previous) if previous is not None else None
+    del previous  # only its problems are needed; a large run's results are not kept
     try:
         writer = report.RunWriter(output, report.new_run_id())
     except OSError as exc:
         raise UsageError(f"cannot write to {output}: {exc.strerror or exc}") from None
-    meta = {
-        "run_id": writer.run_id,
-        "started": started,
-        "finished": "",
-        "tool_version": tool_version(),
-        "workstation": socket.gethostname(),
-        "inventory": inventory_label or inv.path,
-    }
+    so_far = RunReport(
+        run_id=writer.run_id,
+        started=started,
+        finished="",
+        tool_version=tool_version(),
+        workstation=socket.gethostname(),
+        inventory=inventory_label or inv.path,
+        hosts=(),
+    )
     display = _Display(len(inv.targets), quiet)
 
     def host_done(host: HostReport) -> None:
-        writer.write_host(host, meta)
+        changes = None
+        if baseline is not None:
+            changes = RunChanges(baseline.run_id, (history.host_changes(baseline, host),))
+        writer.write_host(host, dataclasses.replace(so_far, changes=changes))
         display.host_done(host)
 
     try:
         hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, options=options)
-        # Cross-host checks need every host; the pages they change are written again.
+        # Cross-host checks need every host; the pages they change are written again at the end.
         judged = fleet_checks.evaluate_fleet(hosts)
         for before, after in zip(hosts, judged, strict=True):
-            if after is not before:
-                writer.write_host(after, meta)
-                if {c.id for c in after.checks if c.is_problem} != {c.id for c in before.checks if c.is_problem}:
-                    display.host_done(after, revised=True)
+            if after is not before and history.problems(after) != history.problems(before):
+                display.host_done(after, revised=True)
         hosts = judged
     except KeyboardInterrupt:
         display.close()
@@ -181,19 +185,15 @@ def run_collection(
     finally:
         display.close()
     finished = utc_now()
-    run = RunReport(
-        run_id=writer.run_id,
-        started=started,
+    run = dataclasses.replace(
+        so_far,
         finished=finished,
-        tool_version=meta["tool_version"],
-        workstation=meta["workstation"],
-        inventory=meta["inventory"],
         hosts=tuple(hosts),
         # Each client's way to its session hosts, joined across the three hosts' facts and events.
         paths=incident.incident_paths(hosts, since_hours=options.since_hours, now=finished),
     )
-    if previous is not None:
-        run = dataclasses.replace(run, changes=history.compare(previous, run))
+    if baseline is not None:
+        run = dataclasses.replace(run, changes=history.compare(baseline, run))
     folder = writer.finish(run)
     if metrics_file is not None:
         try:

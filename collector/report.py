@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -187,9 +188,10 @@ def problem_key(check: CheckResult) -> str:
 
 
 def reference_time(run: RunReport) -> datetime | None:
-    """The moment days-left are counted from: the run's end (its start while it is still running).
-    Never the wall clock, so re-rendering a run gives the same page."""
-    return certview.parse_time(run.finished) or certview.parse_time(run.started)
+    """The moment days-left are counted from: the run's start. Never the wall clock, so
+    re-rendering a run gives the same page, and never its end, so a host page written as the host
+    finishes needs no rewrite when the run ends."""
+    return certview.parse_time(run.started)
 
 
 # --- host page -----------------------------------------------------------------------------------
@@ -591,24 +593,51 @@ def render_index(run_report: RunReport) -> str:
     return environment().get_template("index.html.j2").render(page=index_page(run_report), run=run_report)
 
 
+def host_json(host: HostReport) -> str:
+    """One host's record as it appears in results.json's ``hosts`` list."""
+    return json.dumps(to_dict(host))
+
+
+def results_chunks(run_report: RunReport, host_records: Iterable[str] | None = None) -> Iterable[str]:
+    """results.json piece by piece, so a large run is never one string in memory: the run's
+    fields, then one host record at a time (``host_records``, already encoded, or encoded here)."""
+    head = to_dict(dataclasses.replace(run_report, hosts=()))
+    records = host_records if host_records is not None else (host_json(h) for h in run_report.hosts)
+    yield "{"
+    for index, (key, value) in enumerate(head.items()):
+        yield (",\n" if index else "\n") + json.dumps(key) + ": "
+        if key != "hosts":
+            yield json.dumps(value)
+            continue
+        yield "["
+        for number, record in enumerate(records):
+            yield ("," if number else "") + "\n" + record
+        yield "\n]"
+    yield "\n}\n"
+
+
 def results_json(run_report: RunReport) -> str:
-    return json.dumps(to_dict(run_report), indent=2, sort_keys=False) + "\n"
+    return "".join(results_chunks(run_report))
 
 
 # --- the run folder ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, content: str | bytes, *, durable: bool = False) -> None:
+def atomic_write(path: Path, content: str | bytes | Iterable[str], *, durable: bool = False) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file.
+    ``content`` may be an iterable of text chunks (results.json of a large run is streamed).
     ``durable`` also flushes it to disk before the rename (for results.json, from which every
     page can be rendered again; pages are not worth a disk flush each)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as any file
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            if isinstance(content, (str, bytes)):
+                handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+            else:
+                for chunk in content:
+                    handle.write(chunk.encode("utf-8"))
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -635,8 +664,12 @@ class RunWriter:
     """The run folder being written; ``finish`` publishes it, and a writer never finished leaves
     ``latest`` alone.
 
-    Host pages are written as hosts finish (so an interrupted run still has them, with the paths
-    known so far) and written again by ``finish``, when every hop's status is known."""
+    Each host's page and its results record are written as the host finishes, so an interrupted
+    run keeps them and memory does not hold a large run's output. ``finish`` writes a page again
+    only when what it shows changed: the host was judged again by the cross-host checks, or it is
+    on a route or connection whose other hosts finished after it."""
+
+    RECORDS = "records"  # host records waiting to become results.json; gone once it is written
 
     def __init__(self, output: Path, run_id: str) -> None:
         self.output = output
@@ -650,20 +683,41 @@ class RunWriter:
         self.final = final
         self.partial = output / f".{final.name}.partial"
         (self.partial / "hosts").mkdir(parents=True)
+        (self.partial / self.RECORDS).mkdir()
         self._done: dict[str, HostReport] = {}  # by name: a host written again replaces itself
         self._lock = threading.Lock()  # hosts finish on the runner's worker threads
 
-    def write_host(self, report: HostReport, run_meta: Mapping[str, Any]) -> None:
+    def _record(self, host: HostReport) -> Path:
+        return self.partial / self.RECORDS / (host_filename(host.name).removesuffix(".html") + ".json")
+
+    def write_host(self, report: HostReport, run_so_far: RunReport) -> None:
+        """The host's page, against the run as far as it has got, and its results record."""
         with self._lock:
             self._done[report.name.lower()] = report
             done = tuple(self._done.values())
-        so_far = dataclasses.replace(_as_run(run_meta, report), hosts=done)
+        so_far = dataclasses.replace(run_so_far, hosts=done)
         atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, so_far))
+        atomic_write(self._record(report), host_json(report))
+
+    def stale(self, host: HostReport, run_report: RunReport) -> bool:
+        """Whether the page written while the run went on no longer shows what ``host`` is now."""
+        written = self._done.get(host.name.lower())
+        return (
+            written is not host
+            or bool(path.routes_for(host.facts.target, run_report.hosts))
+            or bool(incidents_of(run_report, host.name))
+        )
 
     def finish(self, run_report: RunReport) -> Path:
-        """Write the final host pages, results.json and the index, then make the run visible and
-        point ``latest`` at it."""
-        _write_run(run_report, self.partial)
+        """Rewrite the pages that changed, write results.json from the host records and the
+        index, then make the run visible and point ``latest`` at it."""
+        for host in run_report.hosts:
+            if self.stale(host, run_report):
+                self.write_host(host, run_report)
+        records = (self._record(h).read_text(encoding="utf-8") for h in run_report.hosts)
+        atomic_write(self.partial / "results.json", results_chunks(run_report, records), durable=True)
+        atomic_write(self.partial / "index.html", render_index(run_report))
+        shutil.rmtree(self.partial / self.RECORDS)
         os.replace(self.partial, self.final)
         update_latest(self.output, self.final.name)
         return self.final
@@ -686,7 +740,7 @@ def update_latest(output: Path, run_name: str) -> None:
 def _write_run(run_report: RunReport, destination: Path) -> None:
     for host in run_report.hosts:
         atomic_write(destination / "hosts" / host_filename(host.name), render_host(host, run_report))
-    atomic_write(destination / "results.json", results_json(run_report), durable=True)
+    atomic_write(destination / "results.json", results_chunks(run_report), durable=True)
     atomic_write(destination / "index.html", render_index(run_report))
 
 

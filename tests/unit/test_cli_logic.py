@@ -80,7 +80,7 @@ def test_unknown_schema_version_is_refused() -> None:
 def test_run_folder_is_published_atomically_and_latest_moves_last(tmp_path: Path) -> None:
     run = sample_run()
     first = report.RunWriter(tmp_path, "20260101T000000Z")
-    first.write_host(run.hosts[0], report.run_meta(run))
+    first.write_host(run.hosts[0], run)
     assert not (tmp_path / "20260101T000000Z").exists()  # invisible until finished
     assert not (tmp_path / "latest").exists()
     folder = first.finish(run)
@@ -95,7 +95,7 @@ def test_run_folder_is_published_atomically_and_latest_moves_last(tmp_path: Path
     # A second run interrupted half way leaves 'latest' on the first one and no visible folder.
     second = report.RunWriter(tmp_path, "20260101T000000Z")
     assert second.run_id == "20260101T000000Z-2"
-    second.write_host(run.hosts[0], report.run_meta(run))
+    second.write_host(run.hosts[0], run)
     assert (tmp_path / "latest").resolve() == folder.resolve()
     visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("."))
     assert visible == ["20260101T000000Z", "latest"]

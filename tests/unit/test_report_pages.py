@@ -302,12 +302,12 @@ def test_host_pages_written_during_a_run_are_rewritten_with_every_hop_known(tmp_
     gateway = rep("gw1.corp.example", (Role.GATEWAY,), (chk("rdg.service-stopped", F),))
     run = run_of(client, gateway)
     writer = report.RunWriter(tmp_path, run.run_id)
-    writer.write_host(client, report.run_meta(run))
+    writer.write_host(client, run)
     live = (writer.partial / "hosts" / "c1.corp.example.html").read_text("utf-8")
     assert "not in run" in live and "All 1 checks pass" in live  # the gateway has not finished yet
-    writer.write_host(gateway, report.run_meta(run))
+    writer.write_host(gateway, run)
     # A host written again (a fleet-wide check changed it) replaces its earlier self.
-    writer.write_host(replace(client, checks=(chk("client.udp-disabled", W),)), report.run_meta(run))
+    writer.write_host(replace(client, checks=(chk("client.udp-disabled", W),)), run)
     again = (writer.partial / "hosts" / "c1.corp.example.html").read_text("utf-8")
     assert "warn</span> <strong>title of client.udp-disabled</strong>" in again
     assert again.count('aria-current="page"') == 1  # one client hop on its path, not two
