@@ -113,6 +113,18 @@ def _missing_reason(facts: HostFacts, needs: Sequence[str]) -> str | None:
     return None
 
 
+def failed_steps(facts: HostFacts, probe: str, *steps: str) -> str:
+    """Why a probe's data lacks what these steps read: the steps that failed on the host, in one
+    line ("" when none did). A failed step leaves its fields empty, which is no fact to judge."""
+    failed = [e for e in facts.probes[probe].errors if e.step in steps]
+    return "; ".join(f"probe {probe} step {e.step} failed: {e.message}" for e in failed)
+
+
+def not_read(title: str, reason: str, vantage: str) -> Verdict:
+    """The unknown verdict of a check whose facts a probe step could not read."""
+    return Verdict(Status.UNKNOWN, title, (Evidence("why unknown", reason, vantage),))
+
+
 def _not_applicable(facts: HostFacts, needs: Sequence[str]) -> bool:
     """A probe the plan left out for this host (no targets to test, say) makes its checks moot;
     an opt-in probe left out still reports unknown, so the report says how to get the answer."""

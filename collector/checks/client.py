@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from collector.checks import Check, Verdict
+from collector.checks import Check, Verdict, events, failed_steps, not_read
 from collector.codes import USER_INITIATED, describe_disconnect
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
@@ -22,6 +22,8 @@ def _v(facts: HostFacts, probe: str) -> str:
 def udp_disabled(facts: HostFacts) -> Verdict:
     data = facts.probes["client"].data
     v = _v(facts, "client")
+    if why := failed_steps(facts, "client", "client registry"):
+        return not_read("The client's UDP settings could not be read", why, v)
     evidence = (
         Evidence("fClientDisableUDP (policy)", str(data["disable_udp_policy"]), v),
         Evidence("DisableUDPTransport", str(data["disable_udp_transport"]), v),
@@ -35,6 +37,8 @@ def udp_disabled(facts: HostFacts) -> Verdict:
 def rdg_trace(facts: HostFacts) -> Verdict:
     users = facts.probes["client"].data["users"]
     v = _v(facts, "client")
+    if why := failed_steps(facts, "client", "user hives"):
+        return not_read("The users' RD Gateway client tracing settings could not be read", why, v)
     tracing = [u for u in users if u["rdg_trace"]]
     evidence = []
     for u in tracing:
@@ -57,9 +61,17 @@ def rdg_trace(facts: HostFacts) -> Verdict:
 def recent_disconnects(facts: HostFacts) -> Verdict:
     data = facts.probes["events"].data
     v = _v(facts, "events")
-    events = [e for log in data["logs"] if log["log"] == RDPCLIENT_LOG for e in log["events"] if e["id"] == 1026]
+    title = "The client's connection log could not be read"
+    log = events.log_entry(facts, RDPCLIENT_LOG)
+    if log is None:
+        return not_read(title, f"{RDPCLIENT_LOG} was not read by the events probe", v)
+    if not log["available"]:
+        return not_read(title, f"{RDPCLIENT_LOG} does not exist on this host", v)
+    if why := failed_steps(facts, "events", f"Get-WinEvent {RDPCLIENT_LOG}"):
+        return not_read(title, why, v)
+    disconnects = [e for e in log["events"] if e["id"] == 1026]
     reasons: Counter[int] = Counter()
-    for event in events:
+    for event in disconnects:
         value = event["data"].get("Value") or event["data"].get("Reason") or ""
         if value.strip().lstrip("-").isdigit():
             reasons[int(value)] += 1
@@ -84,12 +96,26 @@ def cached_credentials(facts: HostFacts) -> Verdict:
     v = _v(facts, "user_credentials")
     evidence = []
     stale = 0
+    unread = [f"{u['account']}: {u['error']}" for u in users if u["error"]]
+    if why := failed_steps(facts, "user_credentials", "logged-on users"):
+        unread.append(why)
+    unread += [
+        f"probe user_credentials step {e.step} failed: {e.message}"
+        for e in facts.probes["user_credentials"].errors
+        if e.step.startswith("cmdkey as ")
+    ]
     for user in users:
         targets = [t for t in user["targets"] if t.upper().startswith("TERMSRV/") or "RDG" in t.upper()]
         stale += len(targets)
         evidence.append(Evidence(f"saved RDP credentials of {user['account']}", ", ".join(targets) or "none", v))
     if stale:
         return Verdict(Status.WARN, f"{stale} saved Remote Desktop credential(s) could be stale", tuple(evidence))
+    if unread:
+        return Verdict(
+            Status.UNKNOWN,
+            "Saved Remote Desktop credentials could not be listed for every user",
+            (*evidence, Evidence("why unknown", "; ".join(unread), v)),
+        )
     return Verdict(Status.PASS, "No saved Remote Desktop credentials", tuple(evidence))
 
 
@@ -120,6 +146,8 @@ def tls_intercepting_agent(facts: HostFacts) -> Verdict:
     data = facts.probes["client"].data
     v = _v(facts, "client")
     running = data["agents"]
+    if not running and (why := failed_steps(facts, "client", "TLS-intercepting agents")):
+        return not_read("The running processes could not be listed", why, v)
     if not running:
         return Verdict(
             Status.PASS,

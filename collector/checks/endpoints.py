@@ -171,6 +171,13 @@ def tcp_verdicts(tcp: TcpResult, vantage: str) -> list[tuple[CheckMeta, Verdict]
         out.append((DNS_UNRESOLVED, Verdict(Status.FAIL, f"{tcp.address} does not resolve: {tcp.reason}", (target,))))
         out.append((TCP_BLOCKED, unknown(TCP_BLOCKED, f"{tcp.address} does not resolve", vantage)))
         return out
+    if not tcp.connected and not tcp.peer:
+        # Resolving failed without a DNS answer (the probe's budget ran out, an OS error): no address was tried.
+        why = f"{tcp.address} was not resolved: {tcp.reason}"
+        if not _is_ip(tcp.address):
+            out.append((DNS_UNRESOLVED, unknown(DNS_UNRESOLVED, why, vantage)))
+        out.append((TCP_BLOCKED, unknown(TCP_BLOCKED, why, vantage)))
+        return out
     if not _is_ip(tcp.address):
         out.append(
             (
@@ -370,10 +377,11 @@ def _nla_verdict(
         return unknown(RDP_NLA_DISABLED, f"the listener answered {neg.describe()}", vantage)
     if nla_probe is None or nla_probe.negotiation is None:
         why = "not asked" if nla_probe is None else nla_probe.reason
+        second_try = "was not made" if nla_probe is None else f"got no answer: {why}"
         return Verdict(
-            Status.PASS,
+            Status.UNKNOWN,
             f"The listener selects NLA ({neg.selected_name}); whether it requires it is unknown: {why}",
-            (offered, answer),
+            (offered, answer, Evidence("why unknown", f"the negotiation offering TLS only {second_try}", vantage)),
         )
     second = nla_probe.negotiation
     tls_only = Evidence("offered TLS only", second.describe(), vantage)

@@ -14,7 +14,7 @@ from typing import Any
 from cryptography import x509
 
 from collector.certs import thumbprint
-from collector.checks import Verdict
+from collector.checks import Verdict, _missing_reason
 from collector.checks.certs import CheckMeta
 from collector.model import CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
 
@@ -141,6 +141,12 @@ def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict |
     return Verdict(Status.PASS, "Resolves the gateway and session hosts as the workstation does", tuple(evidence))
 
 
+def _not_collected(meta: CheckMeta, facts: HostFacts, probe: str) -> Verdict:
+    """Unknown, never pass: the host's probe this check compares was not collected, and why."""
+    why = _missing_reason(facts, (probe,)) or f"probe {probe} was not collected"
+    return Verdict(Status.UNKNOWN, meta.title, (Evidence("why unknown", why, "collector"),))
+
+
 def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
     """Every report, with the cross-host results added to the hosts they concern."""
     by_name = {r.name.lower(): r for r in reports}
@@ -149,14 +155,19 @@ def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
     for report in reports:
         facts = report.facts
         extra: list[CheckResult] = []
-        if Role.CLIENT in facts.target.roles and facts.target.gateway and "client" in facts.probes:
-            gateway = by_name.get(facts.target.gateway.lower())
-            verdict = ssl_inspection(facts, gateway.facts if gateway else None)
+        if Role.CLIENT in facts.target.roles and facts.target.gateway:
+            if "client" in facts.probes:
+                gateway = by_name.get(facts.target.gateway.lower())
+                verdict = ssl_inspection(facts, gateway.facts if gateway else None)
+            else:
+                verdict = _not_collected(SSL_INSPECTION, facts, "client")
             extra.append(SSL_INSPECTION.result(verdict, host=facts.target.name, endpoint=f"{facts.target.gateway}:443"))
         if "network" in facts.probes:
             verdict = dns_mismatch(facts, facts_by_name)
             if verdict is not None:
                 extra.append(DNS_MISMATCH.result(verdict, host=facts.target.name))
+        elif "network" in facts.planned:  # it would have resolved the inventory's gateway and session hosts
+            extra.append(DNS_MISMATCH.result(_not_collected(DNS_MISMATCH, facts, "network"), host=facts.target.name))
         if extra:
             report = dataclasses.replace(report, checks=(*report.checks, *extra))
         out.append(report)

@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector.certs import thumbprint
-from collector.checks import Check, Verdict, events
+from collector.checks import Check, Verdict, events, failed_steps, not_read
 from collector.model import Evidence, HostFacts, Role, Severity, Status
+
+SETTINGS_NOT_READ = "the probe did not report Win32_TSGatewayServerSettings"
 
 
 def _v(facts: HostFacts, probe: str) -> str:
@@ -31,7 +33,10 @@ def _served_thumbprints(facts: HostFacts) -> list[tuple[str, str]]:
 def cert_binding_mismatch(facts: HostFacts) -> Verdict:
     data = facts.probes["gateway"].data
     v = _v(facts, "gateway")
-    configured = (data["settings"] or {}).get("cert_hash")
+    why = failed_steps(facts, "gateway", "Win32_TSGatewayServerSettings", "HTTP.sys bindings")
+    if why or data["settings"] is None:
+        return not_read("The gateway's certificate settings could not be read", why or SETTINGS_NOT_READ, v)
+    configured = data["settings"].get("cert_hash")
     bindings = data["http_bindings"]
     evidence = [Evidence("configured certificate (CertHash)", configured or "(none)", v)]
     evidence += [Evidence(f"HTTP.sys binding {b['endpoint']}", b["cert_hash"] or "(none)", v) for b in bindings]
@@ -62,8 +67,12 @@ def cert_binding_mismatch(facts: HostFacts) -> Verdict:
 
 
 def cert_no_private_key(facts: HostFacts) -> Verdict:
-    cert = facts.probes["gateway"].data["certificate"]
+    data = facts.probes["gateway"].data
+    cert = data["certificate"]
     v = _v(facts, "gateway")
+    why = failed_steps(facts, "gateway", "Win32_TSGatewayServerSettings", "gateway certificate")
+    if cert is None and (why or data["settings"] is None):
+        return not_read("The gateway certificate could not be read", why or SETTINGS_NOT_READ, v)
     if cert is None:
         return Verdict(
             Status.FAIL,
@@ -87,9 +96,13 @@ def cert_no_private_key(facts: HostFacts) -> Verdict:
 
 
 def udp_3391(facts: HostFacts) -> Verdict:
-    udp = facts.probes["listeners"].data["udp"]
+    data = facts.probes["listeners"].data
+    udp = data["udp"]
     v = _v(facts, "listeners")
     on_3391 = [u for u in udp if u["port"] == 3391]
+    step = "netstat" if data.get("source") == "netstat" else "Get-NetUDPEndpoint"
+    if not on_3391 and (why := failed_steps(facts, "listeners", step)):
+        return not_read("What listens on UDP 3391 could not be read", why, v)
     evidence = tuple(
         Evidence(f"UDP {u['local_address']}:3391", f"{u['process_name']} ({', '.join(u['services']) or '?'})", v)
         for u in on_3391
@@ -102,9 +115,14 @@ def udp_3391(facts: HostFacts) -> Verdict:
 def policies(facts: HostFacts) -> Verdict:
     data = facts.probes["gateway"].data
     v = _v(facts, "gateway")
-    central = bool((data["settings"] or {}).get("central_cap_enabled"))
+    title = "The gateway's authorization policies could not be read"
+    if why := failed_steps(facts, "gateway", "CAP", "RAP"):
+        return not_read(title, why, v)
     caps = [c for c in data["caps"] if c["enabled"]]
     raps = [r for r in data["raps"] if r["enabled"]]
+    if not caps and data["settings"] is None:  # whether a central CAP (NPS) stands in is not known
+        return not_read(title, failed_steps(facts, "gateway", "Win32_TSGatewayServerSettings") or SETTINGS_NOT_READ, v)
+    central = bool((data["settings"] or {}).get("central_cap_enabled"))
     evidence = (
         Evidence("connection authorization policies (CAP)", ", ".join(c["name"] for c in data["caps"]) or "none", v),
         Evidence("resource authorization policies (RAP)", ", ".join(r["name"] for r in data["raps"]) or "none", v),
@@ -176,6 +194,8 @@ def _gateway_log(facts: HostFacts) -> Mapping[str, Any] | Verdict:
         why = f"{events.GATEWAY_LOG} was not read by the events probe"
     elif not entry["available"]:
         why = f"{events.GATEWAY_LOG} does not exist on this host (is the RD Gateway role installed?)"
+    elif failed := failed_steps(facts, "events", f"Get-WinEvent {events.GATEWAY_LOG}"):
+        why = failed
     else:
         return entry
     return Verdict(Status.UNKNOWN, "The gateway's event log could not be read", (Evidence("why unknown", why, v),))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.checks import Check, Verdict
+from collector.checks import Check, Verdict, failed_steps, not_read
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
 # Kerberos refuses tickets past 5 minutes of skew (the domain's default MaxClockSkew).
@@ -54,6 +54,9 @@ def time_skew(facts: HostFacts) -> Verdict:
 def secure_channel(facts: HostFacts) -> Verdict:
     data = facts.probes["host"].data
     vantage = f"{facts.target.name} (WinRM probe host)"
+    if data["part_of_domain"] is None:
+        why = failed_steps(facts, "host", "Win32_ComputerSystem") or "Win32_ComputerSystem did not say"
+        return not_read("Whether the host is domain-joined could not be read", why, vantage)
     evidence = (
         Evidence("domain", f"{data['domain']} (joined: {data['part_of_domain']})", vantage),
         Evidence("Test-ComputerSecureChannel", str(data["secure_channel"]), vantage),
@@ -63,13 +66,18 @@ def secure_channel(facts: HostFacts) -> Verdict:
     if data["secure_channel"] is False:
         return Verdict(Status.FAIL, "The domain secure channel is broken: domain logons to this host fail", evidence)
     if data["secure_channel"] is None:
-        return Verdict(Status.UNKNOWN, "The secure channel could not be tested", evidence)
+        why = failed_steps(facts, "host", "Test-ComputerSecureChannel") or "Test-ComputerSecureChannel did not answer"
+        return Verdict(
+            Status.UNKNOWN, "The secure channel could not be tested", (*evidence, Evidence("why unknown", why, vantage))
+        )
     return Verdict(Status.PASS, "The domain secure channel is healthy", evidence)
 
 
 def tls_protocols(facts: HostFacts) -> Verdict:
     settings = facts.probes["host"].data["schannel"]
     vantage = f"{facts.target.name} (WinRM probe host)"
+    if why := failed_steps(facts, "host", "SCHANNEL"):
+        return not_read("The SCHANNEL protocol settings could not be read", why, vantage)
     evidence = tuple(
         Evidence(
             f"SCHANNEL {s['protocol']} {s['side']}",
@@ -105,6 +113,8 @@ ORACLE = {0: "Force Updated Clients", 1: "Mitigated", 2: "Vulnerable"}
 def credssp_oracle(facts: HostFacts) -> Verdict:
     value = facts.probes["host"].data["credssp_oracle"]
     vantage = f"{facts.target.name} (WinRM probe host)"
+    if why := failed_steps(facts, "host", "crypto policy"):
+        return not_read("The CredSSP encryption oracle policy could not be read", why, vantage)
     evidence = (Evidence("AllowEncryptionOracle", f"{value} ({ORACLE.get(value, 'not set: default')})", vantage),)
     if value == 2:
         return Verdict(Status.WARN, "CredSSP encryption oracle set to Vulnerable", evidence)
@@ -116,6 +126,8 @@ def credssp_oracle(facts: HostFacts) -> Verdict:
 def pending_reboot(facts: HostFacts) -> Verdict:
     reasons = facts.probes["host"].data["pending_reboot"]
     vantage = f"{facts.target.name} (WinRM probe host)"
+    if why := failed_steps(facts, "host", "pending reboot"):
+        return not_read("Whether a reboot is pending could not be read", why, vantage)
     evidence = (Evidence("pending reboot", ", ".join(reasons) or "none", vantage),)
     if reasons:
         return Verdict(Status.WARN, "A reboot is pending", evidence)

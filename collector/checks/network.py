@@ -3,7 +3,7 @@ the WinHTTP proxy in front of the gateway."""
 
 from __future__ import annotations
 
-from collector.checks import Check, Verdict
+from collector.checks import Check, Verdict, failed_steps, not_read
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
 
@@ -40,7 +40,10 @@ def tcp_blocked(facts: HostFacts) -> Verdict:
 
 
 def proxy(facts: HostFacts) -> Verdict:
-    winhttp = facts.probes["network"].data["winhttp"] or {}
+    winhttp = facts.probes["network"].data["winhttp"]
+    if winhttp is None:
+        why = failed_steps(facts, "network", "WinHTTP proxy") or "the probe did not report the WinHTTP proxy"
+        return not_read("The WinHTTP proxy setting could not be read", why, _v(facts))
     evidence = (
         Evidence("WinHTTP proxy", winhttp.get("proxy") or "direct", _v(facts)),
         Evidence("WinHTTP bypass list", winhttp.get("bypass") or "(none)", _v(facts)),

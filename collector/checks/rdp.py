@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector.checks import Check, Verdict
+from collector.checks import Check, Verdict, failed_steps, not_read
 from collector.model import Evidence, HostFacts, Role, Severity, Status
 
 SECURITY_LAYERS = {0: "RDP Security Layer (classic, no TLS)", 1: "Negotiate", 2: "SSL (TLS)"}
@@ -49,6 +49,11 @@ def _rdp_port(facts: HostFacts) -> int:
     return int(port or 3389)
 
 
+def _listing_step(data: Mapping[str, Any], cmdlet: str) -> str:
+    """The listeners probe step that listed the sockets: the cmdlet, or netstat where it is missing."""
+    return "netstat" if data.get("source") == "netstat" else cmdlet
+
+
 def rdp_not_listening(facts: HostFacts) -> Verdict:
     data = facts.probes["listeners"].data
     port = _rdp_port(facts)
@@ -63,6 +68,8 @@ def rdp_not_listening(facts: HostFacts) -> Verdict:
         for e in tcp
     ]
     evidence.append(Evidence("netstat -ano | findstr " + str(port), "; ".join(data["netstat_rdp"]) or "(no lines)", v))
+    if not tcp and (why := failed_steps(facts, "listeners", _listing_step(data, "Get-NetTCPConnection"))):
+        return not_read(f"What listens on TCP {port} could not be read", why, v)
     if not tcp:
         return Verdict(Status.FAIL, f"Nothing listens on TCP {port}", tuple(evidence))
     owners = {s for e in tcp for s in e["services"]}
@@ -84,6 +91,8 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
         )
         for r in rules
     )
+    if not rules and (why := failed_steps(facts, "rdp_config", "Get-NetFirewallRule")):
+        return not_read("The Remote Desktop firewall rules could not be read", why, v)
     if not rules:
         return Verdict(
             Status.WARN,
@@ -148,6 +157,8 @@ def rdp_security_layer(facts: HostFacts) -> Verdict:
 
 def rdp_port_nondefault(facts: HostFacts) -> Verdict:
     port = facts.probes["rdp_config"].data.get("port_number")
+    if port is None and (why := failed_steps(facts, "rdp_config", "registry")):
+        return not_read("The RDP-Tcp PortNumber could not be read", why, _vantage(facts, "rdp_config"))
     evidence = (Evidence("RDP-Tcp PortNumber", str(port), _vantage(facts, "rdp_config")),)
     if port not in (None, 3389):
         return Verdict(Status.WARN, f"RDP listens on port {port}, not 3389", evidence)
