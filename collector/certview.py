@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,8 +93,12 @@ def days_between(reference: datetime | None, moment: datetime | None) -> int | N
     return int((moment - reference).total_seconds() // 86400)
 
 
+@functools.lru_cache(maxsize=1024)
 def cert_row(position: int, der_b64: str, reference: datetime | None) -> CertRow:
-    """Parse one base64 DER certificate; garbage becomes a row that says so instead of an exception."""
+    """Parse one base64 DER certificate; garbage becomes a row that says so instead of an exception.
+
+    Remembered: the same certificates (a fleet's CAs, a host's own) are shown on the host's page
+    and again on the index, and parsing is most of what a page costs."""
     try:
         der = base64.b64decode(der_b64, validate=True)
         cert = x509.load_der_x509_certificate(der)

@@ -7,6 +7,7 @@ Exit codes: 0 collection complete and nothing at or above --fail-on; 1 something
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -164,7 +165,7 @@ def run_collection(
         changes = None
         if baseline is not None:
             changes = RunChanges(baseline.run_id, (history.host_changes(baseline, host),))
-        writer.write_host(host, dataclasses.replace(so_far, changes=changes))
+        writer.write_host_soon(host, dataclasses.replace(so_far, changes=changes))
         display.host_done(host)
 
     try:
@@ -177,6 +178,8 @@ def run_collection(
         hosts = judged
     except KeyboardInterrupt:
         display.close()
+        with contextlib.suppress(Exception, KeyboardInterrupt):
+            writer.wait()  # the pages of hosts that finished are kept
         _err(
             f"interrupted: 'latest' still points at the previous complete run; "
             f"host pages finished so far are in {writer.partial}"
@@ -194,7 +197,14 @@ def run_collection(
     )
     if baseline is not None:
         run = dataclasses.replace(run, changes=history.compare(baseline, run))
-    folder = writer.finish(run)
+    try:
+        folder = writer.finish(run)
+    except OSError as exc:
+        # A full or vanished disk: what was written stays in the partial folder, 'latest' is kept.
+        raise UsageError(
+            f"cannot write the run folder {writer.partial}: {exc.strerror or exc}; 'latest' still points "
+            "at the previous complete run"
+        ) from None
     if metrics_file is not None:
         try:
             report.atomic_write(metrics_file, metrics.render(run))

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -86,6 +87,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates are package data: no stat() of each one per page
     )
     # Inline CSS and JS: each page is one self-contained file (admin networks are often offline).
     # The CSP allows exactly these by hash, so even a markup injection could not run a script.
@@ -686,6 +688,10 @@ class RunWriter:
         (self.partial / self.RECORDS).mkdir()
         self._done: dict[str, HostReport] = {}  # by name: a host written again replaces itself
         self._lock = threading.Lock()  # hosts finish on the runner's worker threads
+        # One thread writes pages as hosts finish, so the runner's loop goes straight back to
+        # starting hosts: rendering is the heaviest thing the collector does between probes.
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-writer")
+        self._pending: list[Future[None]] = []
 
     def _record(self, host: HostReport) -> Path:
         return self.partial / self.RECORDS / (host_filename(host.name).removesuffix(".html") + ".json")
@@ -699,6 +705,16 @@ class RunWriter:
         atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, so_far))
         atomic_write(self._record(report), host_json(report))
 
+    def write_host_soon(self, report: HostReport, run_so_far: RunReport) -> None:
+        """``write_host`` on the writer's own thread; ``wait`` (or ``finish``) reports its errors."""
+        self._pending.append(self._background.submit(self.write_host, report, run_so_far))
+
+    def wait(self) -> None:
+        """Until every page handed to ``write_host_soon`` is written; raises the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
     def stale(self, host: HostReport, run_report: RunReport) -> bool:
         """Whether the page written while the run went on no longer shows what ``host`` is now."""
         written = self._done.get(host.name.lower())
@@ -711,6 +727,8 @@ class RunWriter:
     def finish(self, run_report: RunReport) -> Path:
         """Rewrite the pages that changed, write results.json from the host records and the
         index, then make the run visible and point ``latest`` at it."""
+        self.wait()
+        self._background.shutdown()
         for host in run_report.hosts:
             if self.stale(host, run_report):
                 self.write_host(host, run_report)

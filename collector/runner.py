@@ -29,7 +29,7 @@ from collector.model import (
     ProbeResult,
     Role,
 )
-from collector.winrm import CollectionError, HostSession, OutputTooLarge, ScriptOutput
+from collector.winrm import CollectionError, HostSession, ScriptOutput
 
 DEFAULT_CONCURRENCY = 16
 
@@ -152,27 +152,26 @@ def collect_host(
     progress = progress or _Progress()
     started, t0 = utc_now(), time.monotonic()
     calls = plan(target, options)
+    # The workstation's own view of the host's endpoints, whether or not WinRM works, taken while
+    # the host runs its probes rather than after them.
+    resolved: dict[str, Any] = {}
+
+    def look_from_here() -> None:
+        progress.set_endpoints(*workstation.probe_endpoints(target))
+        resolved.update(workstation.resolve(target))
+
+    local = threading.Thread(target=look_from_here, name=f"endpoints-{target.name}", daemon=True)
+    local.start()
     if calls:
         try:
-            # One runspace per probe: the host runs them side by side (WinRM's default
-            # MaxConcurrentOperationsPerUser is far above the handful a host gets).
+            # One runspace and one connection per probe: the host runs them side by side (WinRM's
+            # default MaxConcurrentOperationsPerUser, 1500, is far above the handful a host gets).
             with HostSession(target, password, max_runspaces=len(calls)) as session:
                 texts = [(scripts.load(call.probe).text, call.parameters) for call in calls]
-                for index, (call, out) in enumerate(zip(calls, session.run_all(texts), strict=False)):
-                    if isinstance(out, OutputTooLarge):
-                        # A host that floods one probe is not read further: closing the session stops
-                        # the rest, and reading them could take as long again.
+                for call, out in zip(calls, session.run_all(texts), strict=False):
+                    if isinstance(out, CollectionError):  # this probe alone: too much output, or not read
                         progress.add_problem(CollectionProblem(out.kind, out.reason, call.probe))
-                        for skipped in calls[index + 1 :]:
-                            progress.add_problem(
-                                CollectionProblem(
-                                    CollectionFailure.BAD_OUTPUT,
-                                    f"probe {skipped.probe} was not read: probe {call.probe} exceeded the output "
-                                    "limit first, and the session was closed",
-                                    skipped.probe,
-                                )
-                            )
-                        break
+                        continue
                     received = utc_now()
                     try:
                         progress.add_probe(
@@ -184,9 +183,7 @@ def collect_host(
                         )
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
-    # The workstation's own view of the host's endpoints, whether or not WinRM worked.
-    progress.set_endpoints(*workstation.probe_endpoints(target))
-    resolved = workstation.resolve(target)
+    local.join()
     probes, problems = progress.snapshot()
     endpoints, endpoint_results = progress.endpoints()
     return HostFacts(

@@ -23,13 +23,15 @@ principal, wrong password, expired ticket, no ticket) rather than from their Eng
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import re
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 import spnego
@@ -41,7 +43,9 @@ from pypsrp.exceptions import (
     WinRMTransportError,
     WSManFaultError,
 )
-from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.messages import CreatePipeline
+from pypsrp.powershell import Fragmenter, PowerShell, RunspacePool
+from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 from spnego.exceptions import BadMechanismError, NoCredentialError, SpnegoError
 
@@ -108,6 +112,18 @@ class OutputTooLarge(CollectionError):
             f"probe {probe} sent more than the {limit / _MIB:g} MiB of output the collector accepts from one "
             f"probe ({received / _MIB:.1f} MiB had arrived when it stopped reading); no probe prints that "
             "much, so what the host is sending is not probe output",
+        )
+
+
+class ProbeNotRead(CollectionError):
+    """A probe left unread because another probe of the session flooded it first."""
+
+    def __init__(self, probe: str, flooded_by: str) -> None:
+        self.probe = probe
+        super().__init__(
+            CollectionFailure.BAD_OUTPUT,
+            f"probe {probe} was not read: probe {flooded_by} exceeded the output limit first, and the session "
+            "was closed",
         )
 
 
@@ -410,12 +426,61 @@ def _first_line(value: object) -> str:
     return text.splitlines()[0] if text else ""
 
 
+class _Flooded(Exception):
+    """Another pipeline of the session passed the output limit: this one stops reading."""
+
+
 class _Oversize(Exception):
     """A pipeline's output passed the limit (internal: becomes ``OutputTooLarge`` with the probe's name)."""
 
     def __init__(self, received: int) -> None:
         super().__init__(received)
         self.received = received
+
+
+class _ScriptSerializer(Serializer):
+    """pypsrp's serializer, remembering the CreatePipeline messages it wrote.
+
+    Every host gets the same probe scripts with, mostly, the same parameters, and the message that
+    starts a pipeline depends on nothing else: no pipeline or pool id is inside it (they travel in
+    the PSRP header). Writing it (the CLIXML objects, a Python callback per escaped line break of
+    the script, the XML text) is a few milliseconds of CPU per probe, a good share of the
+    collector's work over a large fleet; ``pipeline_key`` (set by the thread that starts a
+    pipeline) names the message so it is written once."""
+
+    pipeline_key = threading.local()
+    _written: ClassVar[dict[str, bytes]] = {}  # shared by every session; a dict's get and set are atomic
+    _MAX_WRITTEN = 128
+
+    def serialize(self, value: Any, metadata: Any = None, parent: Any = None, clear: bool = True) -> Any:
+        key = getattr(self.pipeline_key, "value", None)
+        if key is None or parent is not None or not isinstance(value, CreatePipeline):
+            return super().serialize(value, metadata, parent, clear)
+        written = self._written.get(key)
+        if written is None:
+            written = ET.tostring(super().serialize(value, metadata, parent, clear), encoding="utf-8", method="xml")
+            if len(self._written) >= self._MAX_WRITTEN:
+                self._written.clear()
+            self._written[key] = written
+        return written  # Message.pack takes bytes as the message as written
+
+
+class _LockedFragmenter(Fragmenter):
+    """pypsrp's fragmenter and serializer keep per-message state (the outgoing object counter, the
+    RefIds of the object being written, partial incoming objects): pipelines read on their own
+    threads take turns through them."""
+
+    def __init__(self, max_size: int, serializer: Serializer, lock: threading.RLock) -> None:
+        super().__init__(max_size, serializer)
+        self._lock = lock
+
+    def fragment(self, *args: Any, **kwargs: Any) -> list[bytes]:
+        with self._lock:
+            return super().fragment(*args, **kwargs)
+
+    def defragment(self, *args: Any, **kwargs: Any) -> list[Any]:
+        with self._lock:
+            return super().defragment(*args, **kwargs)
 
 
 class _MeteredPool(RunspacePool):
@@ -428,16 +493,48 @@ class _MeteredPool(RunspacePool):
 
     def __init__(self, connection: WSMan, limit: int, max_runspaces: int = 1) -> None:
         super().__init__(connection, max_runspaces=max_runspaces)
+        self.lock = threading.RLock()
+        self._serializer = _ScriptSerializer()
+        self._fragmenter = _LockedFragmenter(self.connection.max_payload_size, self._serializer, self.lock)
         self.limit = limit
         self.received: dict[str, int] = {}  # pipeline id -> PSRP bytes so far
+        self.flooded_by: list[str] = []  # the probe that passed the limit first; the others stop reading
 
     def _parse_responses(self, responses: bytes, pipeline: PowerShell | None = None) -> list[tuple[int, Any]]:
         if pipeline is not None:
+            if self.flooded_by:
+                raise _Flooded
             total = self.received.get(pipeline.id, 0) + len(responses)
             self.received[pipeline.id] = total
             if total > self.limit:
                 raise _Oversize(total)
-        return super()._parse_responses(responses, pipeline)
+        with self.lock:
+            return super()._parse_responses(responses, pipeline)
+
+    def over(self, wsman: WSMan) -> _MeteredPool:
+        """The same pool, addressed over another HTTP connection (a WinRM shell belongs to its
+        user, not to the connection that created it): pipelines, limits and lock are shared."""
+        view = copy.copy(self)
+        view.shell = copy.copy(self.shell)
+        view.shell.wsman = wsman
+        view.connection = wsman
+        return view
+
+
+class _Lane(threading.Thread):
+    """One pipeline's thread; a daemon, so a host the runner gave up on never holds up the exit."""
+
+    def __init__(self, work: Callable[..., Any], *args: Any) -> None:
+        super().__init__(name=f"{threading.current_thread().name}-lane", daemon=True)
+        self._work, self._args = work, args
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._work(*self._args)
+        except BaseException as exc:  # handed to the session's thread, which classifies it
+            self.error = exc
 
 
 def _probe_name(script: str) -> str:
@@ -463,6 +560,8 @@ class HostSession:
         self._expires = time.monotonic() + target.host_deadline_s
         self._wsman: WSMan | None = None
         self._pool: _MeteredPool | None = None
+        self._wsman_args: dict[str, Any] = {}
+        self._lanes: list[WSMan] = []  # the extra connections pipelines ran over
         self._connection_broke = False  # the host no longer knows this HTTP session's security context
 
     def _scrub(self, error: CollectionError) -> CollectionError:
@@ -524,7 +623,7 @@ class HostSession:
             kwargs["negotiate_hostname_override"] = t.name
             kwargs["negotiate_service"] = t.spn_service
             kwargs["negotiate_delegate"] = t.delegate
-        self._wsman = WSMan(
+        self._wsman_args = dict(
             server=t.address,
             port=t.port,
             username=t.username or None,
@@ -540,14 +639,15 @@ class HostSession:
             no_proxy=False,
             **kwargs,
         )
-        self._name_tls()
+        self._wsman = WSMan(**self._wsman_args)
+        self._prepare_http(self._wsman)
         self._pool = _MeteredPool(self._wsman, self._max_output, self._max_runspaces)
         self._pool.open()
 
-    def _name_tls(self) -> None:
+    def _prepare_http(self, wsman: WSMan) -> None:
         t = self.target
-        if self._wsman is not None and t.transport == "https" and t.address != t.name and t.cert_validation:
-            _verify_tls_name(self._wsman, t.name)
+        tls_name = t.name if t.transport == "https" and t.address != t.name and t.cert_validation else None
+        _prepare_session(wsman, tls_name)
 
     def _check_deadline(self, probe: str) -> None:
         """Once the host's deadline has passed the runner has given up on it: start nothing more."""
@@ -561,53 +661,83 @@ class HostSession:
         """Run one script with named parameters; raises CollectionError on transport failure,
         ``OutputTooLarge`` past the output limit, and a timeout once the host's deadline has passed."""
         [result] = self.run_all([(script, parameters or {})])
-        if isinstance(result, OutputTooLarge):
+        if isinstance(result, CollectionError):
             raise result
         return result
 
-    def run_all(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> Iterator[ScriptOutput | OutputTooLarge]:
-        """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``):
-        the host works on all of them while the answers are read one after the other, so a host costs
-        about its slowest probe instead of the sum. Yields each result in call order as soon as it is
-        read (so a runner that gives up keeps what arrived). A probe past the output limit fails alone;
-        a transport failure ends the whole session (CollectionError), as it would for one script."""
+    def run_all(
+        self, calls: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> Iterator[ScriptOutput | OutputTooLarge | ProbeNotRead]:
+        """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``),
+        each over its own HTTP connection: the Commands go out together and the answers are read
+        together, so a host costs about its slowest probe plus one session's round trips instead of
+        two round trips more per probe. Yields each result in call order (so a runner that gives up
+        keeps what arrived). A probe past the output limit fails (``OutputTooLarge``) and the probes
+        not read by then stop reading (``ProbeNotRead``): reading them could take as long again. A
+        transport failure ends the whole session (CollectionError), as it would for one script."""
         pool = self._pool
         if pool is None:
             raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
-        started: list[tuple[str, PowerShell, float]] = []
-        try:
-            for script, parameters in calls:
-                probe = _probe_name(script)
-                self._check_deadline(probe)
-                ps = PowerShell(pool)
-                ps.add_script(script)
-                for name, value in parameters.items():
-                    ps.add_parameter(name, value)
-                ps.begin_invoke()
-                started.append((probe, ps, time.monotonic()))
-            for probe, ps, t0 in started:
-                try:
-                    output = ps.end_invoke()
-                except _Oversize as over:
-                    with contextlib.suppress(Exception):
-                        ps.stop()
-                    yield OutputTooLarge(probe, over.received, pool.limit)
-                    continue
-                finally:
-                    pool.received.pop(ps.id, None)
-                yield ScriptOutput(
-                    output=list(output),
-                    errors=[str(e) for e in ps.streams.error],
-                    had_errors=bool(ps.had_errors),
-                    duration_s=time.monotonic() - t0,
-                )
-        except CollectionError:
-            raise
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
-                raise
+        lanes = []
+        for index, (script, parameters) in enumerate(calls):
+            lane = _Lane(self._invoke, pool if index == 0 else pool.over(self._connection()), script, parameters)
+            lane.start()
+            lanes.append(lane)
+        for lane in lanes:
+            lane.join()
+            if lane.error is None:
+                yield lane.result  # type: ignore[misc]
+                continue
+            exc = lane.error
+            if isinstance(exc, CollectionError):
+                raise exc
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise exc
             self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
             raise self._scrub(classify(exc, self.target)) from None
+
+    def _invoke(self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]) -> ScriptOutput | OutputTooLarge:
+        """One script in its own pipeline, start to end (on its lane's thread)."""
+        probe = _probe_name(script)
+        self._check_deadline(probe)
+        ps = PowerShell(pool)
+        ps.add_script(script)
+        for name, value in parameters.items():
+            ps.add_parameter(name, value)
+        t0 = time.monotonic()
+        try:
+            _ScriptSerializer.pipeline_key.value = f"{script}\0{parameters!r}"
+            try:
+                ps.begin_invoke()
+            finally:
+                _ScriptSerializer.pipeline_key.value = None
+            output = ps.end_invoke()
+        except _Oversize as over:
+            pool.flooded_by.append(probe)
+            with contextlib.suppress(Exception):
+                ps.stop()
+            return OutputTooLarge(probe, over.received, pool.limit)
+        except _Flooded:
+            with contextlib.suppress(Exception):
+                ps.stop()
+            return ProbeNotRead(probe, pool.flooded_by[0])
+        finally:
+            pool.received.pop(ps.id, None)
+        return ScriptOutput(
+            output=list(output),
+            errors=[str(e) for e in ps.streams.error],
+            had_errors=bool(ps.had_errors),
+            duration_s=time.monotonic() - t0,
+        )
+
+    def _connection(self) -> WSMan:
+        """Another authenticated HTTP connection to the host, for one pipeline; closed with the session."""
+        assert self._wsman is not None
+        wsman = WSMan(**self._wsman_args)
+        wsman.update_max_payload_size(self._wsman.max_envelope_size)
+        self._prepare_http(wsman)
+        self._lanes.append(wsman)
+        return wsman
 
     def close(self) -> None:
         """Close the pool (frees the host's shell quota) and the HTTP session; never raises."""
@@ -624,9 +754,10 @@ class HostSession:
                 else:
                     pool.close()
         wsman, self._wsman = self._wsman, None
-        if wsman is not None:
+        for connection in [*self._lanes, *([wsman] if wsman is not None else [])]:
             with contextlib.suppress(Exception):
-                wsman.transport.close()
+                connection.transport.close()
+        self._lanes.clear()
 
     def _renew_http_session(self) -> None:
         """Start over with a new HTTP session (and authentication) for the pool's Delete.
@@ -642,13 +773,20 @@ class HostSession:
         transport.session = None
         transport.encryption = None
         with contextlib.suppress(Exception):
-            self._name_tls()
+            self._prepare_http(self._wsman)
 
 
-def _verify_tls_name(wsman: WSMan, name: str) -> None:
-    """Dial the address but send SNI for, and verify the certificate against, the inventory name."""
+def _prepare_session(wsman: WSMan, tls_name: str | None) -> None:
+    """Build pypsrp's HTTP session now (it builds it lazily) to adjust it: with ``tls_name``, dial
+    the address but send SNI for, and verify the certificate against, the inventory name.
+
+    pypsrp reads the environment's proxy settings for this one endpoint as it builds the session;
+    requests would read the whole environment again on every request (os.environ decoded, a
+    no_proxy match) unless told not to, which at a few thousand requests a run is real CPU."""
     transport = wsman.transport
-    session = transport._build_session()  # pypsrp builds it lazily; build it now to adjust it
-    adapter = session.get_adapter("https://")
-    adapter.poolmanager.connection_pool_kw.update(server_hostname=name, assert_hostname=name)
+    session = transport._build_session()
+    session.trust_env = False  # the endpoint's proxies are already resolved into session.proxies
+    if tls_name is not None:
+        adapter = session.get_adapter("https://")
+        adapter.poolmanager.connection_pool_kw.update(server_hostname=tls_name, assert_hostname=tls_name)
     transport.session = session

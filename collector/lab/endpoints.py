@@ -92,8 +92,9 @@ class _LoopbackServer:
             raise RuntimeError(f"the lab {self.kind} is already running")
         self._stopping.clear()
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        listener = socket.create_server((self._host, self._requested_port), family=family, backlog=16)
-        listener.settimeout(0.05)
+        # Blocking accept, no polling: a fleet of hundreds of listeners waking every few milliseconds
+        # would spend the lab's CPU (and its GIL) on nothing; stop() wakes it with a connection.
+        listener = socket.create_server((self._host, self._requested_port), family=family, backlog=64)
         self._listener = listener
         self._bound_port = listener.getsockname()[1]
         self._accept_thread = threading.Thread(
@@ -107,6 +108,8 @@ class _LoopbackServer:
         if listener is None:
             return
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            socket.create_connection(listener.getsockname()[:2], timeout=1.0).close()
         if self._accept_thread is not None:
             self._accept_thread.join(2.0)
         listener.close()
@@ -131,9 +134,10 @@ class _LoopbackServer:
         while not self._stopping.is_set():
             try:
                 conn, _ = listener.accept()
-            except TimeoutError:
-                continue
             except OSError:
+                return
+            if self._stopping.is_set():  # the wake-up from stop()
+                conn.close()
                 return
             conn.settimeout(_IO_TIMEOUT_S)
             with self._lock:

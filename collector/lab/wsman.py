@@ -51,6 +51,7 @@ import importlib.util
 import logging
 import os
 import re
+import selectors
 import socket
 import ssl
 import struct
@@ -850,6 +851,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
         self.lab = lab
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
+        self._wake_r, self._wake_w = os.pipe()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall a sandbox.
@@ -872,6 +874,30 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("lab connection from %s ended with an error", client_address, exc_info=True)
+
+    def serve(self) -> None:
+        """Accept until ``wake``: socketserver's serve_forever polls (a fleet of hundreds of servers
+        polling every few milliseconds would spend the lab's CPU, and its GIL, on waking up); this
+        sleeps in select() on the listening socket and a wake-up pipe."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = [key.fileobj for key, _ in selector.select()]
+                if self._wake_r in ready:
+                    return
+                self._handle_request_noblock()
+
+    def wake(self) -> None:
+        """End ``serve`` (from any thread, before or while it runs)."""
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def server_close(self) -> None:
+        super().server_close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -1199,8 +1225,7 @@ class WSManServer:
         self._httpd = httpd
         self._bound_port = httpd.server_address[1]
         self._serve_thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            target=httpd.serve,
             name=f"wsman-lab-{self._bound_port}-serve",
             daemon=True,
         )
@@ -1217,7 +1242,9 @@ class WSManServer:
         for shell in shells:
             with shell.cond:
                 shell.cond.notify_all()
-        httpd.shutdown()
+        httpd.wake()
+        if self._serve_thread is not None:
+            self._serve_thread.join(5.0)
         httpd.server_close()
         with self._lock:
             conns = list(self._conns)
@@ -1225,8 +1252,6 @@ class WSManServer:
             with contextlib.suppress(OSError):  # plain shutdown (not SSLSocket's) wakes a blocked recv
                 socket.socket.shutdown(conn, socket.SHUT_RDWR)
         deadline = time.monotonic() + 5.0
-        if self._serve_thread is not None:
-            self._serve_thread.join(5.0)
         with self._lock:
             threads = list(self._threads)
         for thread in threads:

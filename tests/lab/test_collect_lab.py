@@ -181,6 +181,21 @@ def test_parameters_reach_the_script_as_data(fleet: LabFleet, lab_inventory: inv
     assert "pwned" not in script
 
 
+@pytest.mark.parametrize("host", ["client01.lab.test", "gw01.lab.test"])  # NTLM over HTTP (sealed), NTLM over HTTPS
+def test_probes_run_side_by_side_each_over_its_own_connection(
+    fleet: LabFleet, lab_inventory: inventory.Inventory, host: str
+) -> None:
+    target = targets_by_name(lab_inventory)[host]
+    server = fleet.servers[host]
+    server._logons.clear()
+    facts = runner.collect_host(target, Secret(PASSWORD))
+    assert facts.problems == () and set(facts.probes) == set(facts.planned)
+    # NTLM authenticates a connection: one logon for the session's own connection (which also
+    # carries the first probe), one for each further probe's, all of them closed at the end.
+    assert len(server.logons) == len(runner.plan(target))
+    assert server.open_shells == 0
+
+
 def test_sessions_are_always_closed(fleet: LabFleet, lab_inventory: inventory.Inventory) -> None:
     for name in ("rdsh01.lab.test", "gw01.lab.test"):
         runner.collect_host(targets_by_name(lab_inventory)[name], Secret(PASSWORD))

@@ -102,6 +102,34 @@ def test_run_folder_is_published_atomically_and_latest_moves_last(tmp_path: Path
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_pages_written_in_the_background_are_all_there_at_finish(tmp_path: Path) -> None:
+    run = sample_run()
+    writer = report.RunWriter(tmp_path, "20260101T000000Z")
+    writer.write_host_soon(run.hosts[0], run)
+    folder = writer.finish(run)
+    assert (folder / "hosts" / "h1.corp.example.html").read_text("utf-8").startswith("<!doctype html>")
+    assert json.loads((folder / "results.json").read_text("utf-8"))["hosts"][0]["facts"]["target"]["name"] == (
+        "h1.corp.example"
+    )
+    assert not (folder / report.RunWriter.RECORDS).exists()  # the records became results.json
+
+
+def test_a_page_that_cannot_be_written_fails_the_finish_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = sample_run()
+    writer = report.RunWriter(tmp_path, "20260101T000000Z")
+
+    def disk_full(path: Path, content: object, *, durable: bool = False) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "atomic_write", disk_full)
+    writer.write_host_soon(run.hosts[0], run)  # returns at once; the error waits for finish
+    with pytest.raises(OSError, match="No space left"):
+        writer.finish(run)
+    assert not (tmp_path / "latest").exists()  # nothing was published
+
+
 def test_host_page_escapes_host_data(tmp_path: Path) -> None:
     run = sample_run()
     hostile = CheckResult(

@@ -36,6 +36,21 @@ def test_compare_new_resolved_still_failing_and_membership() -> None:
     assert changes.previous_run_id == "r1"
 
 
+def test_a_host_changes_are_known_from_the_baseline_alone_as_it_finishes() -> None:
+    baseline = history.Baseline.of(run("r1", host("A.corp", "rdp.disabled", "host.time-skew")))
+    changed = history.host_changes(baseline, host("a.CORP", "rdp.disabled", "rdp.firewall-closed"))
+    assert (changed.host, changed.new, changed.resolved, changed.still_failing) == (
+        "a.CORP",
+        ("rdp.firewall-closed",),
+        ("host.time-skew",),
+        ("rdp.disabled",),
+    )
+    assert history.host_changes(baseline, host("new.corp", "rdp.disabled")).new == ("rdp.disabled",)
+    # The whole-run comparison agrees, and keeps the previous run's spelling of a removed host.
+    changes = history.compare(baseline, run("r2", host("b")))
+    assert changes.hosts_removed == ("A.corp",) and changes.hosts_added == ("b",)
+
+
 def test_endpoint_is_part_of_a_problem() -> None:
     mk = lambda ep: CheckResult("cert.expired", Status.FAIL, Severity.CRITICAL, "t", "a", endpoint=ep)  # noqa: E731
     before = run("r1", dataclasses.replace(host("a"), checks=(mk("a:443"),)))
