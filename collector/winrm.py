@@ -465,6 +465,10 @@ class _ScriptSerializer(Serializer):
         return written  # Message.pack takes bytes as the message as written
 
 
+def _message_key(pool: RunspacePool, script: str, parameters: Mapping[str, Any]) -> str:
+    return f"{pool.protocol_version}\0{pool.apartment_state}\0{script}\0{parameters!r}"
+
+
 class _LockedFragmenter(Fragmenter):
     """pypsrp's fragmenter and serializer keep per-message state (the outgoing object counter, the
     RefIds of the object being written, partial incoming objects): pipelines read on their own
@@ -706,7 +710,9 @@ class HostSession:
             ps.add_parameter(name, value)
         t0 = time.monotonic()
         try:
-            _ScriptSerializer.pipeline_key.value = f"{script}\0{parameters!r}"
+            # Everything the message depends on: the pool's protocol version and apartment state
+            # (the same for every pool pypsrp opens on a PowerShell 5.1 host), script, parameters.
+            _ScriptSerializer.pipeline_key.value = _message_key(pool, script, parameters)
             try:
                 ps.begin_invoke()
             finally:

@@ -15,22 +15,21 @@ from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 
 from collector import scripts
-from collector.winrm import _ScriptSerializer
+from collector.winrm import _message_key, _ScriptSerializer
+
+POOL = RunspacePool(WSMan("sh1.corp.example", username="u", password="p", auth="basic", encryption="never"))
+POOL.protocol_version = "2.3"  # what a PowerShell 5.1 host announces
 
 
-def create_pipeline(script: str, parameters: Mapping[str, Any]) -> CreatePipeline:
+def create_pipeline(script: str, parameters: Mapping[str, Any], pool: RunspacePool = POOL) -> CreatePipeline:
     """The message PowerShell.begin_invoke builds, without sending it."""
-    pool = RunspacePool(
-        WSMan("sh1.corp.example", username="u", password="p", auth="basic", ssl=False, encryption="never")
-    )
-    pool.protocol_version = "2.3"
     ps = PowerShell(pool)
     ps.add_script(script)
     for name, value in parameters.items():
         ps.add_parameter(name, value)
     pipeline = Pipeline(is_nested=False, cmds=ps.commands, history=None, redirect_err_to_out=False)
     options = RemoteStreamOptions(value=15)
-    return CreatePipeline(True, ApartmentState(value=0), options, False, HostInfo(), pipeline, False)
+    return CreatePipeline(True, ApartmentState(value=pool.apartment_state), options, False, HostInfo(), pipeline, False)
 
 
 def pypsrp_writes(message: CreatePipeline) -> bytes:
@@ -39,15 +38,16 @@ def pypsrp_writes(message: CreatePipeline) -> bytes:
 
 @pytest.fixture
 def keyed() -> Iterator[_ScriptSerializer]:
-    serializer = _ScriptSerializer()
-    yield serializer
+    _ScriptSerializer._written.clear()
+    yield _ScriptSerializer()
     _ScriptSerializer.pipeline_key.value = None
+    _ScriptSerializer._written.clear()
 
 
 def test_a_remembered_message_is_what_pypsrp_writes(keyed: _ScriptSerializer) -> None:
     script = scripts.load("listeners").text  # line breaks, quotes, _x sequences: all escaped
     parameters = {"TcpPorts": [3389, 443], "UdpPorts": [3389, 3391]}
-    _ScriptSerializer.pipeline_key.value = f"{script}\0{parameters!r}"
+    _ScriptSerializer.pipeline_key.value = _message_key(POOL, script, parameters)
     first = keyed.serialize(create_pipeline(script, parameters))
     again = keyed.serialize(create_pipeline(script, parameters))
     assert first == again == pypsrp_writes(create_pipeline(script, parameters))
@@ -58,10 +58,21 @@ def test_different_parameters_are_different_messages(keyed: _ScriptSerializer) -
     script = scripts.load("client").text
     for gateway in ("gw1.corp.example", "gw2.corp.example"):
         parameters = {"GatewayName": gateway, "GatewayPort": 443}
-        _ScriptSerializer.pipeline_key.value = f"{script}\0{parameters!r}"
+        _ScriptSerializer.pipeline_key.value = _message_key(POOL, script, parameters)
         written = keyed.serialize(create_pipeline(script, parameters))
         assert gateway.encode() in written
         assert written == pypsrp_writes(create_pipeline(script, parameters))
+
+
+def test_a_pool_of_another_protocol_version_is_another_message(keyed: _ScriptSerializer) -> None:
+    older = RunspacePool(WSMan("sh1.corp.example", username="u", password="p", auth="basic", encryption="never"))
+    older.protocol_version = "2.1"
+    script, parameters = scripts.load("host").text, {}
+    for pool in (POOL, older):
+        _ScriptSerializer.pipeline_key.value = _message_key(pool, script, parameters)
+        assert keyed.serialize(create_pipeline(script, parameters, pool)) == pypsrp_writes(
+            create_pipeline(script, parameters, pool)
+        )
 
 
 def test_without_a_key_nothing_is_remembered(keyed: _ScriptSerializer) -> None:
