@@ -18,10 +18,13 @@ import socket
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TextIO
+
+from cryptography.utils import CryptographyDeprecationWarning
 
 from collector import checks, credentials, history, incident, inventory, metrics, report, runs
 from collector.checks import fleet as fleet_checks
@@ -605,6 +608,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # cryptography warns about certificates it will refuse one day (a negative serial number in
+    # a system root store, say); the certificate checks judge what matters, and a scheduled run's
+    # output is no place for a library's deprecation notice.
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
     if threading.current_thread() is threading.main_thread():
         # A scheduler's stop (SIGTERM) ends a run the way Ctrl-C does: 'latest' keeps the last
         # complete run and no half-written file is left behind.

@@ -737,8 +737,13 @@ class HostSession:
         )
 
     def _connection(self) -> WSMan:
-        """Another authenticated HTTP connection to the host, for one pipeline; closed with the session."""
+        """A connection for one more pipeline. Basic authentication rides on every request, so the
+        session's own connection pool serves side-by-side requests; NTLM, Kerberos and CredSSP
+        authenticate (and seal) one TCP connection each, so a pipeline gets a client of its own,
+        closed with the session."""
         assert self._wsman is not None
+        if self.target.auth == "basic":
+            return self._wsman
         wsman = WSMan(**self._wsman_args)
         wsman.update_max_payload_size(self._wsman.max_envelope_size)
         self._prepare_http(wsman)
