@@ -186,8 +186,9 @@ def test_each_fault_is_the_right_collection_result(fleet: LabFleet, targets: dic
     if fault in ("pipeline-error", "bad-json", "oversize"):
         assert len(invoked) == PROBES  # the session held: every probe ran, and each was refused on its own
     if fault == "truncated":
-        assert len(invoked) == PROBES  # all probes run side by side; the first broken answer ends the session
-    if fault == "truncated":
+        # Probes start side by side; the first broken answer ends the session, so a probe whose
+        # Command had not gone out by then never runs.
+        assert 1 <= len(invoked) <= PROBES
         arrived, promised = map(int, re.search(EXPECTED[fault][1], report.facts.problems[0].reason).groups())
         assert 0 < arrived < promised
     if fault == "oversize":
