@@ -565,7 +565,7 @@ class HostSession:
         self._wsman: WSMan | None = None
         self._pool: _MeteredPool | None = None
         self._wsman_args: dict[str, Any] = {}
-        self._lanes: list[WSMan] = []  # the extra connections pipelines ran over
+        self._clients: list[WSMan] = []  # the further clients pipelines ran over (NTLM, Kerberos, CredSSP)
         self._connection_broke = False  # the host no longer knows this HTTP session's security context
 
     def _scrub(self, error: CollectionError) -> CollectionError:
@@ -700,7 +700,9 @@ class HostSession:
             self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
             raise self._scrub(classify(exc, self.target)) from None
 
-    def _invoke(self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]) -> ScriptOutput | OutputTooLarge:
+    def _invoke(
+        self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]
+    ) -> ScriptOutput | OutputTooLarge | ProbeNotRead:
         """One script in its own pipeline, start to end (on its lane's thread)."""
         probe = _probe_name(script)
         self._check_deadline(probe)
@@ -747,7 +749,7 @@ class HostSession:
         wsman = WSMan(**self._wsman_args)
         wsman.update_max_payload_size(self._wsman.max_envelope_size)
         self._prepare_http(wsman)
-        self._lanes.append(wsman)
+        self._clients.append(wsman)
         return wsman
 
     def close(self) -> None:
@@ -765,10 +767,10 @@ class HostSession:
                 else:
                     pool.close()
         wsman, self._wsman = self._wsman, None
-        for connection in [*self._lanes, *([wsman] if wsman is not None else [])]:
+        for connection in [*self._clients, *([wsman] if wsman is not None else [])]:
             with contextlib.suppress(Exception):
                 connection.transport.close()
-        self._lanes.clear()
+        self._clients.clear()
 
     def _renew_http_session(self) -> None:
         """Start over with a new HTTP session (and authentication) for the pool's Delete.
