@@ -645,6 +645,8 @@ class HostSession:
         )
         self._wsman = WSMan(**self._wsman_args)
         self._prepare_http(self._wsman)
+        if t.auth not in ("basic", "ntlm"):
+            _one_at_a_time(self._wsman)
         self._pool = _MeteredPool(self._wsman, self._max_output, self._max_runspaces)
         self._pool.open()
 
@@ -673,9 +675,10 @@ class HostSession:
         self, calls: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> Iterator[ScriptOutput | OutputTooLarge | ProbeNotRead]:
         """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``),
-        each over its own HTTP connection: the Commands go out together and the answers are read
-        together, so a host costs about its slowest probe plus one session's round trips instead of
-        two round trips more per probe. Yields each result in call order (so a runner that gives up
+        each on its own thread and, where the authentication allows (``_connection``), over its own
+        HTTP connection: the Commands go out together and the answers are read together, so a host
+        costs about its slowest probe plus one session's round trips instead of two round trips
+        more per probe. Yields each result in call order (so a runner that gives up
         keeps what arrived). A probe past the output limit fails (``OutputTooLarge``) and the probes
         not read by then stop reading (``ProbeNotRead``): reading them could take as long again. A
         transport failure ends the whole session (CollectionError), as it would for one script."""
@@ -739,12 +742,17 @@ class HostSession:
         )
 
     def _connection(self) -> WSMan:
-        """A connection for one more pipeline. Basic authentication rides on every request, so the
-        session's own connection pool serves side-by-side requests; NTLM, Kerberos and CredSSP
-        authenticate (and seal) one TCP connection each, so a pipeline gets a client of its own,
-        closed with the session."""
+        """The client one more pipeline talks through.
+
+        Basic authentication rides on every request: the session's own client, whose connection
+        pool opens a connection per pipeline. NTLM authenticates (and seals) one TCP connection:
+        a client of its own, closed with the session. Negotiate and Kerberos would get a new
+        Kerberos logon per connection (a password kinit, a ticket request to the KDC each), and
+        CredSSP would delegate the credentials again each time: those pipelines share the
+        session's one connection, taking turns at it (``_one_at_a_time``); they still run side by
+        side on the host."""
         assert self._wsman is not None
-        if self.target.auth == "basic":
+        if self.target.auth != "ntlm":
             return self._wsman
         wsman = WSMan(**self._wsman_args)
         wsman.update_max_payload_size(self._wsman.max_envelope_size)
@@ -787,6 +795,19 @@ class HostSession:
         transport.encryption = None
         with contextlib.suppress(Exception):
             self._prepare_http(self._wsman)
+
+
+def _one_at_a_time(wsman: WSMan) -> None:
+    """Let one request at a time through the client: its security context (and its sequence
+    numbers) belong to a single connection."""
+    transport = wsman.transport
+    send, lock = transport.send, threading.Lock()
+
+    def send_alone(*args: Any, **kwargs: Any) -> bytes:
+        with lock:
+            return send(*args, **kwargs)
+
+    transport.send = send_alone  # type: ignore[method-assign]
 
 
 def _prepare_session(wsman: WSMan, tls_name: str | None) -> None:
