@@ -525,6 +525,10 @@ class _MeteredPool(RunspacePool):
         return view
 
 
+# The authentications whose sessions give each probe a connection of its own (see run_all).
+OWN_CONNECTIONS = frozenset({"basic", "ntlm"})
+
+
 class _Lane(threading.Thread):
     """One pipeline's thread; a daemon, so a host the runner gave up on never holds up the exit."""
 
@@ -645,8 +649,6 @@ class HostSession:
         )
         self._wsman = WSMan(**self._wsman_args)
         self._prepare_http(self._wsman)
-        if t.auth not in ("basic", "ntlm"):
-            _one_at_a_time(self._wsman)
         self._pool = _MeteredPool(self._wsman, self._max_output, self._max_runspaces)
         self._pool.open()
 
@@ -675,16 +677,32 @@ class HostSession:
         self, calls: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> Iterator[ScriptOutput | OutputTooLarge | ProbeNotRead]:
         """Run several scripts side by side in the pool (one runspace each, up to ``max_runspaces``),
-        each on its own thread and, where the authentication allows (``_connection``), over its own
-        HTTP connection: the Commands go out together and the answers are read together, so a host
-        costs about its slowest probe plus one session's round trips instead of two round trips
-        more per probe. Yields each result in call order (so a runner that gives up
-        keeps what arrived). A probe past the output limit fails (``OutputTooLarge``) and the probes
-        not read by then stop reading (``ProbeNotRead``): reading them could take as long again. A
-        transport failure ends the whole session (CollectionError), as it would for one script."""
+        so a host costs about its slowest probe instead of the sum. Yields each result in call order
+        (so a runner that gives up keeps what arrived). A probe past the output limit fails
+        (``OutputTooLarge``) and the probes not read by then stop reading (``ProbeNotRead``):
+        reading them could take as long again. A transport failure ends the whole session
+        (CollectionError), as it would for one script.
+
+        With Basic and NTLM each probe also talks over its own connection, on its own thread: the
+        Commands go out together and the answers are read together (one session's round trips a
+        host). Negotiate and Kerberos would cost a Kerberos logon per connection (a password kinit,
+        a ticket request each) and CredSSP a delegation each: there the Commands go out one after
+        the other on the session's connection, then the answers are read in call order."""
         pool = self._pool
         if pool is None:
             raise CollectionError(CollectionFailure.UNREACHABLE, "the session is not open")
+        if self.target.auth not in OWN_CONNECTIONS:
+            try:
+                started = [self._begin(pool, script, parameters) for script, parameters in calls]
+                for begun in started:
+                    yield self._end(pool, *begun)
+            except CollectionError:
+                raise
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                    raise
+                raise self._failed(exc) from None
+            return
         lanes = []
         for index, (script, parameters) in enumerate(calls):
             lane = _Lane(self._invoke, pool if index == 0 else pool.over(self._connection()), script, parameters)
@@ -693,35 +711,38 @@ class HostSession:
         for lane in lanes:
             lane.join()
             if lane.error is None:
-                yield lane.result  # type: ignore[misc]
-                continue
-            exc = lane.error
-            if isinstance(exc, CollectionError):
-                raise exc
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise exc
-            self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
-            raise self._scrub(classify(exc, self.target)) from None
+                yield lane.result
+            elif isinstance(lane.error, CollectionError | KeyboardInterrupt | SystemExit):
+                raise lane.error
+            else:
+                raise self._failed(lane.error) from None
 
-    def _invoke(
-        self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]
-    ) -> ScriptOutput | OutputTooLarge | ProbeNotRead:
-        """One script in its own pipeline, start to end (on its lane's thread)."""
+    def _failed(self, exc: BaseException) -> CollectionError:
+        self._connection_broke |= isinstance(exc, requests.exceptions.RequestException)
+        return self._scrub(classify(exc, self.target))
+
+    def _begin(self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]) -> tuple[str, PowerShell, float]:
+        """Start one script in its own pipeline (a Command); the host runs it from here on."""
         probe = _probe_name(script)
         self._check_deadline(probe)
         ps = PowerShell(pool)
         ps.add_script(script)
         for name, value in parameters.items():
             ps.add_parameter(name, value)
-        t0 = time.monotonic()
+        # Everything the message depends on: the pool's protocol version and apartment state (the
+        # same for every pool pypsrp opens on a PowerShell 5.1 host), script, parameters.
+        _ScriptSerializer.pipeline_key.value = _message_key(pool, script, parameters)
         try:
-            # Everything the message depends on: the pool's protocol version and apartment state
-            # (the same for every pool pypsrp opens on a PowerShell 5.1 host), script, parameters.
-            _ScriptSerializer.pipeline_key.value = _message_key(pool, script, parameters)
-            try:
-                ps.begin_invoke()
-            finally:
-                _ScriptSerializer.pipeline_key.value = None
+            ps.begin_invoke()
+        finally:
+            _ScriptSerializer.pipeline_key.value = None
+        return probe, ps, time.monotonic()
+
+    def _end(
+        self, pool: _MeteredPool, probe: str, ps: PowerShell, t0: float
+    ) -> ScriptOutput | OutputTooLarge | ProbeNotRead:
+        """Read a started pipeline's answer to the end (its Receives)."""
+        try:
             output = ps.end_invoke()
         except _Oversize as over:
             pool.flooded_by.append(probe)
@@ -741,18 +762,18 @@ class HostSession:
             duration_s=time.monotonic() - t0,
         )
 
-    def _connection(self) -> WSMan:
-        """The client one more pipeline talks through.
+    def _invoke(
+        self, pool: _MeteredPool, script: str, parameters: Mapping[str, Any]
+    ) -> ScriptOutput | OutputTooLarge | ProbeNotRead:
+        """One script start to end, on its lane's thread."""
+        return self._end(pool, *self._begin(pool, script, parameters))
 
-        Basic authentication rides on every request: the session's own client, whose connection
-        pool opens a connection per pipeline. NTLM authenticates (and seals) one TCP connection:
-        a client of its own, closed with the session. Negotiate and Kerberos would get a new
-        Kerberos logon per connection (a password kinit, a ticket request to the KDC each), and
-        CredSSP would delegate the credentials again each time: those pipelines share the
-        session's one connection, taking turns at it (``_one_at_a_time``); they still run side by
-        side on the host."""
+    def _connection(self) -> WSMan:
+        """Another client for one more pipeline. Basic authentication rides on every request: the
+        session's own client, whose connection pool opens a connection per pipeline. NTLM
+        authenticates (and seals) one TCP connection: a client of its own, closed with the session."""
         assert self._wsman is not None
-        if self.target.auth != "ntlm":
+        if self.target.auth == "basic":
             return self._wsman
         wsman = WSMan(**self._wsman_args)
         wsman.update_max_payload_size(self._wsman.max_envelope_size)
@@ -795,19 +816,6 @@ class HostSession:
         transport.encryption = None
         with contextlib.suppress(Exception):
             self._prepare_http(self._wsman)
-
-
-def _one_at_a_time(wsman: WSMan) -> None:
-    """Let one request at a time through the client: its security context (and its sequence
-    numbers) belong to a single connection."""
-    transport = wsman.transport
-    send, lock = transport.send, threading.Lock()
-
-    def send_alone(*args: Any, **kwargs: Any) -> bytes:
-        with lock:
-            return send(*args, **kwargs)
-
-    transport.send = send_alone  # type: ignore[method-assign]
 
 
 def _prepare_session(wsman: WSMan, tls_name: str | None) -> None:
