@@ -144,11 +144,9 @@ def run_collection(
             _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
 
     started = utc_now()
-    previous, why_not = runs.previous_run(output) if output.is_dir() else (None, "no previous run")
-    if previous is None and why_not != "no previous run":
+    baseline, why_not = runs.previous_baseline(output) if output.is_dir() else (None, "no previous run")
+    if baseline is None and why_not != "no previous run":
         _err(f"warning: {why_not}; changes since the previous run are not shown")
-    baseline = history.Baseline.of(previous) if previous is not None else None
-    del previous  # only its problems are needed; a large run's results are not kept
     try:
         writer = report.RunWriter(output, report.new_run_id())
     except OSError as exc:

@@ -7,15 +7,23 @@ the same check failing on another endpoint is a different problem.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import IO, Any
 
-from collector.model import CheckResult, HostChanges, HostReport, RunChanges, RunReport
+from collector.model import SCHEMA_VERSION, CheckResult, HostChanges, HostReport, RunChanges, RunReport, Status
+
+_PROBLEM_STATUSES = frozenset({Status.FAIL.value, Status.WARN.value})  # CheckResult.is_problem, as JSON
+
+
+def _problem_key(check_id: str, endpoint: str) -> str:
+    return f"{check_id} @ {endpoint}" if endpoint else check_id
 
 
 def _key(result: CheckResult) -> str:
-    return f"{result.id} @ {result.endpoint}" if result.endpoint else result.id
+    return _problem_key(result.id, result.endpoint)
 
 
 def problems(host: HostReport) -> set[str]:
@@ -33,6 +41,26 @@ class Baseline:
     @classmethod
     def of(cls, run: RunReport) -> Baseline:
         return cls(run.run_id, {h.name: frozenset(problems(h)) for h in run.hosts})
+
+    @classmethod
+    def read(cls, results: IO[str]) -> Baseline:
+        """From a results.json, each host record cut down to its name and problems as soon as it
+        is parsed: reading a large run's results costs about one host's worth of memory, not the
+        whole run's. Raises ValueError (or KeyError, TypeError) on what is not such a file."""
+
+        def slim(record: dict[str, Any]) -> Any:
+            if "checks" in record and isinstance(record.get("facts"), dict):
+                found = (c for c in record["checks"] if c["status"] in _PROBLEM_STATUSES)
+                return record["facts"]["target"]["name"], frozenset(
+                    _problem_key(c["id"], c.get("endpoint") or "") for c in found
+                )
+            return record
+
+        data = json.load(results, object_hook=slim)
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
+        return cls(data["run_id"], dict(data["hosts"]))
 
     @cached_property
     def _by_lower(self) -> dict[str, frozenset[str]]:

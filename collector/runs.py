@@ -7,12 +7,11 @@ touches anything that is not a run folder.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
-from collector.model import RunReport, run_from_dict
+from collector.history import Baseline
 
 RUN_NAME = re.compile(r"^\d{8}T\d{6}Z(-\d+)?$")
 
@@ -30,13 +29,15 @@ def latest_run(output: Path) -> Path | None:
     return None
 
 
-def previous_run(output: Path) -> tuple[RunReport | None, str]:
-    """The latest complete run's results, or None and why not (a message, never an exception)."""
+def previous_baseline(output: Path) -> tuple[Baseline | None, str]:
+    """What the next run compares with: the latest complete run's problems, or None and why not
+    (a message, never an exception)."""
     folder = latest_run(output)
     if folder is None:
         return None, "no previous run"
     try:
-        return run_from_dict(json.loads((folder / "results.json").read_text(encoding="utf-8"))), ""
+        with (folder / "results.json").open(encoding="utf-8") as results:
+            return Baseline.read(results), ""
     except OSError as exc:
         return None, f"previous run {folder.name} has no readable results.json ({exc.strerror or exc})"
     except (ValueError, KeyError, TypeError) as exc:

@@ -64,14 +64,23 @@ def publish(output: Path, r: RunReport, run_id: str) -> Path:
     return writer.finish(dataclasses.replace(r, run_id=writer.run_id))
 
 
-def test_previous_run_is_the_one_latest_names_and_round_trips(tmp_path: Path) -> None:
-    assert runs.previous_run(tmp_path) == (None, "no previous run")
-    publish(tmp_path, run("x", host("a", "rdp.disabled")), "20260101T000000Z")
-    previous, why = runs.previous_run(tmp_path)
-    assert why == "" and previous.run_id == "20260101T000000Z"
+def test_previous_baseline_is_the_run_latest_names_read_back_from_results(tmp_path: Path) -> None:
+    assert runs.previous_baseline(tmp_path) == (None, "no previous run")
+    endpoint = CheckResult("cert.expired", Status.FAIL, Severity.CRITICAL, "t", "b", endpoint="b:3389")
+    warned = CheckResult("host.time-skew", Status.WARN, Severity.WARNING, "t", "b")
+    b = dataclasses.replace(host("b", "rdp.disabled"), checks=(*host("b", "rdp.disabled").checks, endpoint, warned))
+    published = run("x", host("a", "rdp.disabled", passing=("host.time-skew",)), b)
+    publish(tmp_path, published, "20260101T000000Z")
+    baseline, why = runs.previous_baseline(tmp_path)
+    assert why == "" and baseline.run_id == "20260101T000000Z"
+    # The same problems as the run had in memory, read without rebuilding the run.
+    assert baseline.problems == history.Baseline.of(published).problems
+    assert baseline.problems["b"] == {"rdp.disabled", "cert.expired @ b:3389", "host.time-skew"}
     (tmp_path / "20260101T000000Z" / "results.json").write_text("{broken")
-    previous, why = runs.previous_run(tmp_path)
-    assert previous is None and "cannot be compared" in why
+    baseline, why = runs.previous_baseline(tmp_path)
+    assert baseline is None and "cannot be compared" in why
+    (tmp_path / "20260101T000000Z" / "results.json").write_text('{"schema_version": 99, "run_id": "x", "hosts": []}')
+    assert "schema version 99" in runs.previous_baseline(tmp_path)[1]
 
 
 def test_prune_keeps_newest_and_never_the_latest(tmp_path: Path) -> None:
