@@ -701,8 +701,10 @@ class RunWriter:
         with self._lock:
             self._done[report.name.lower()] = report
             done = tuple(self._done.values())
-        so_far = dataclasses.replace(run_so_far, hosts=done)
-        atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, so_far))
+        self._write(report, dataclasses.replace(run_so_far, hosts=done))
+
+    def _write(self, report: HostReport, run: RunReport) -> None:
+        atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, run))
         atomic_write(self._record(report), host_json(report))
 
     def write_host_soon(self, report: HostReport, run_so_far: RunReport) -> None:
@@ -731,7 +733,7 @@ class RunWriter:
         self._background.shutdown()
         for host in run_report.hosts:
             if self.stale(host, run_report):
-                self.write_host(host, run_report)
+                self._write(host, run_report)
         records = (self._record(h).read_text(encoding="utf-8") for h in run_report.hosts)
         atomic_write(self.partial / "results.json", results_chunks(run_report, records), durable=True)
         atomic_write(self.partial / "index.html", render_index(run_report))
