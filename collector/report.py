@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -368,16 +368,8 @@ def host_page(host: HostReport, run: RunReport) -> HostPage:
     )
 
 
-def _as_run(run: RunReport | Mapping[str, Any], host: HostReport) -> RunReport:
-    """A run to render against; a bare ``run_meta`` mapping stands for a run of this host alone."""
-    if isinstance(run, RunReport):
-        return run
-    fields = {f.name for f in dataclasses.fields(RunReport)}
-    return RunReport(**{k: v for k, v in run.items() if k in fields and k != "hosts"}, hosts=(host,))
-
-
-def render_host(report: HostReport, run: RunReport | Mapping[str, Any]) -> str:
-    page = host_page(report, _as_run(run, report))
+def render_host(report: HostReport, run: RunReport) -> str:
+    page = host_page(report, run)
     return environment().get_template("host.html.j2").render(page=page, host=report, run=page.run)
 
 
@@ -768,14 +760,3 @@ def render_run(run_report: RunReport, destination: Path) -> Path:
     """Re-render a whole run (host pages, index, results.json) into ``destination``."""
     _write_run(run_report, destination)
     return destination
-
-
-def run_meta(run_report: RunReport) -> dict[str, Any]:
-    return {
-        "run_id": run_report.run_id,
-        "started": run_report.started,
-        "finished": run_report.finished,
-        "tool_version": run_report.tool_version,
-        "workstation": run_report.workstation,
-        "inventory": run_report.inventory,
-    }

@@ -140,7 +140,7 @@ def test_host_page_escapes_host_data(tmp_path: Path) -> None:
         "h1.corp.example",
         (Evidence('"><img src=x onerror=alert(1)>', "<b>x</b>", "v"),),
     )
-    page = report.render_host(HostReport(facts=run.hosts[0].facts, checks=(hostile,)), report.run_meta(run))
+    page = report.render_host(HostReport(facts=run.hosts[0].facts, checks=(hostile,)), run)
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "<b>x</b>" not in page
 

@@ -335,9 +335,3 @@ def test_changes_since_the_previous_run_are_shown_on_index_and_host_page() -> No
     html = report.render_host(host, run)
     assert html.count("new since last run") == 1 and "resolved since last run" in html
     assert "Since the previous run" not in report.render_index(run_of(host))
-
-
-def test_render_host_still_accepts_bare_run_metadata() -> None:
-    host = rep("s1", (Role.SESSION_HOST,), (chk("rdp.service-stopped", F),))
-    html = report.render_host(host, report.run_meta(run_of(host)))
-    assert "title of rdp.service-stopped" in html and "20260301T075900Z" in html
