@@ -705,7 +705,7 @@ class HostSession:
             return
         lanes = []
         for index, (script, parameters) in enumerate(calls):
-            lane = _Lane(self._invoke, pool if index == 0 else pool.over(self._connection()), script, parameters)
+            lane = _Lane(self._invoke, self._pool_for(index, pool), script, parameters)
             lane.start()
             lanes.append(lane)
         for lane in lanes:
@@ -768,18 +768,19 @@ class HostSession:
         """One script start to end, on its lane's thread."""
         return self._end(pool, *self._begin(pool, script, parameters))
 
-    def _connection(self) -> WSMan:
-        """Another client for one more pipeline. Basic authentication rides on every request: the
-        session's own client, whose connection pool opens a connection per pipeline. NTLM
-        authenticates (and seals) one TCP connection: a client of its own, closed with the session."""
+    def _pool_for(self, index: int, pool: _MeteredPool) -> _MeteredPool:
+        """The pool as pipeline ``index`` addresses it. Basic authentication rides on every
+        request, so the session's own client serves them all (its connection pool opens a
+        connection per pipeline); NTLM authenticates (and seals) one TCP connection, so every
+        pipeline after the first gets a client of its own, closed with the session."""
+        if index == 0 or self.target.auth == "basic":
+            return pool
         assert self._wsman is not None
-        if self.target.auth == "basic":
-            return self._wsman
         wsman = WSMan(**self._wsman_args)
         wsman.update_max_payload_size(self._wsman.max_envelope_size)
         self._prepare_http(wsman)
         self._clients.append(wsman)
-        return wsman
+        return pool.over(wsman)
 
     def close(self) -> None:
         """Close the pool (frees the host's shell quota) and the HTTP session; never raises."""
