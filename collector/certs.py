@@ -25,7 +25,7 @@ import os
 import ssl
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,6 +344,15 @@ class TrustStore:
     """E.g. ``workstation system store (/etc/ssl/certs/ca-certificates.crt) + corp-ca.pem``."""
     roots: tuple[x509.Certificate, ...]
 
+    @functools.cached_property
+    def by_subject(self) -> Mapping[x509.Name, tuple[x509.Certificate, ...]]:
+        """Anchors by subject: path building looks an issuer up instead of comparing it with every
+        certificate of a system store (a few hundred) at each step."""
+        index: dict[x509.Name, list[x509.Certificate]] = {}
+        for root in self.roots:
+            index.setdefault(root.subject, []).append(root)
+        return {subject: tuple(found) for subject, found in index.items()}
+
 
 class PathEnd(enum.StrEnum):
     """Where building the path from the leaf stopped."""
@@ -426,16 +435,17 @@ def _label(info: CertInfo) -> str:
 
 
 def _build_path(
-    certs: Sequence[x509.Certificate], roots: Sequence[x509.Certificate]
+    certs: Sequence[x509.Certificate], trust: TrustStore
 ) -> tuple[list[x509.Certificate], PathEnd, list[x509.Certificate]]:
     """(path, where it ended, certificates that carry the missing issuer's name but did not sign)."""
     path = [certs[0]]
     pool = list(certs[1:])
     while len(path) <= MAX_PATH_LENGTH:
         current = path[-1]
-        if any(_same_cert(current, r) for r in roots):
+        if any(_same_cert(current, r) for r in trust.by_subject.get(current.subject, ())):
             return path, PathEnd.TRUSTED, []
-        anchor = next((r for r in roots if issued_by(current, r)), None)
+        named_issuers = trust.by_subject.get(current.issuer, ())
+        anchor = next((r for r in named_issuers if issued_by(current, r)), None)
         if anchor is not None:
             path.append(anchor)
             return path, PathEnd.TRUSTED, []
@@ -443,7 +453,7 @@ def _build_path(
             return path, PathEnd.UNTRUSTED_ROOT, []
         issuer = next((c for c in pool if not any(c is p for p in path) and issued_by(current, c)), None)
         if issuer is None:
-            near = [c for c in (*pool, *roots) if c.subject == current.issuer and c is not current]
+            near = [c for c in (*pool, *named_issuers) if c.subject == current.issuer and c is not current]
             return path, PathEnd.MISSING_ISSUER, near
         path.append(issuer)
     return path, PathEnd.TOO_LONG, []
@@ -570,7 +580,7 @@ def analyse_chain(
         return infos[id(c)]
 
     sent = tuple(info(c) for c in certs)
-    path, end, near = _build_path(certs, trust.roots)
+    path, end, near = _build_path(certs, trust)
     path_infos = tuple(info(c) for c in path)
     on_path = {i.thumbprint for i in path_infos}
     unused = tuple(i for i in sent[1:] if i.thumbprint not in on_path)

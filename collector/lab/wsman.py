@@ -788,6 +788,12 @@ def _deserialized(data: bytes) -> Any:
     return psrpcore.types.deserialize(ET.fromstring(data), cipher=None)  # type: ignore[arg-type]  # noqa: S314 - as above
 
 
+@functools.lru_cache(maxsize=256)
+def _pipeline(data: bytes) -> psrpcore.PowerShell:
+    """A CreatePipeline message's pipeline description (psrpcore rebuilds it on every access)."""
+    return psrpcore.PowerShell.FromPSObjectForRemoting(_deserialized(data))
+
+
 class _LabRunspacePool(psrpcore.ServerRunspacePool):
     """psrpcore's server runspace pool, reading repeated read-only messages from a shared cache."""
 
@@ -797,7 +803,10 @@ class _LabRunspacePool(psrpcore.ServerRunspacePool):
         event = psrpcore.PSRPEvent.create(
             message.message_type, _deserialized(message.data), message.runspace_pool_id, message.pipeline_id
         )
-        getattr(self, f"_process_{message.message_type.name}")(event)
+        if isinstance(event, psrpcore.CreatePipelineEvent) and event.pipeline_id in self.pipeline_table:
+            self.pipeline_table[event.pipeline_id].metadata = _pipeline(message.data)  # what psrpcore does
+        else:
+            getattr(self, f"_process_{message.message_type.name}")(event)
         return event
 
 

@@ -181,6 +181,18 @@ def test_parameters_reach_the_script_as_data(fleet: LabFleet, lab_inventory: inv
     assert "pwned" not in script
 
 
+def test_repeated_pipelines_keep_their_own_parameters(fleet: LabFleet, lab_inventory: inventory.Inventory) -> None:
+    """Every host of a fleet gets the same probe scripts and the lab reads a message it has seen
+    before from a cache: each pipeline must still run with its own parameters, on every host."""
+    script = scripts.load("services").text
+    runs = [["TermService"], ["UmRdpService"], ["TermService"]]
+    for name in ("rdsh01.lab.test", "gw01.lab.test"):
+        with HostSession(targets_by_name(lab_inventory)[name], Secret(PASSWORD)) as session:
+            outs = [session.run(script, {"Names": names}) for names in runs]
+        assert [i.parameters for i in fleet.servers[name].invocations[-3:]] == [{"Names": n} for n in runs]
+        assert [json.loads(o.output[0])["data"]["services"][0]["name"] for o in outs] == [n[0] for n in runs]
+
+
 @pytest.mark.parametrize(
     ("host", "own_connections"),
     [

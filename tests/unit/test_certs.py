@@ -116,6 +116,45 @@ def test_chain_incomplete_names_the_missing_issuer_and_its_aia_url(pki: LabPKI, 
     assert AIA_URL in result.title
 
 
+def test_a_root_with_the_issuers_name_but_another_key_is_a_near_miss(pki: LabPKI) -> None:
+    """Found among many anchors by its name alone: the store's look-up must not stop at the name."""
+    impostor = LabCA.create("rdp-collector lab Root CA", path_length=1, now=NOW - 30 * DAY)  # same name, new key
+    strangers = tuple(LabCA.create(f"Unrelated Root {i}", now=NOW - DAY).cert for i in range(20))
+    store = certs.TrustStore("crowded store", (*strangers, impostor.cert))
+    chain = pki.chain("good", NAME, now=NOW).certificates
+    analysis = certs.analyse_chain(der(chain), server_name=NAME, trust=store, now=NOW)
+    assert analysis.path_end is certs.PathEnd.MISSING_ISSUER
+    assert analysis.missing_issuer == "CN=rdp-collector lab Root CA, O=rdp-collector lab"
+    [miss] = analysis.near_misses
+    assert miss.startswith("CN=rdp-collector lab Root CA, O=rdp-collector lab (thumbprint ")
+    assert miss.endswith("has the issuer's name, but its key did not sign rdp-collector lab Issuing CA")
+    result = judge(chain, store)["cert.chain-incomplete"]
+    assert result.status is Status.FAIL
+    assert ("near miss", miss) in {(e.label, e.value) for e in result.evidence}
+
+
+def test_a_reissued_root_with_the_same_key_is_the_same_anchor(pki: LabPKI) -> None:
+    reissued = (
+        x509.CertificateBuilder()
+        .subject_name(pki.root.cert.subject)
+        .issuer_name(pki.root.cert.subject)
+        .public_key(pki.root.key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - 10 * DAY)
+        .not_valid_after(NOW + 3650 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .sign(pki.root.key, hashes.SHA256())
+    )
+    store = certs.TrustStore("new root", (reissued,))
+    chain = (*pki.chain("good", NAME, now=NOW).certificates, pki.root.cert)  # the server sends its old root
+    analysis = certs.analyse_chain(der(chain), server_name=NAME, trust=store, now=NOW)
+    assert analysis.path_end is certs.PathEnd.TRUSTED
+    assert analysis.path[-1].thumbprint == certs.cert_info(reissued).thumbprint  # the store's anchor ends it
+    # The old root alone is the anchor itself: same name, same key.
+    alone = certs.analyse_chain(der((pki.root.cert,)), server_name=NAME, trust=store, now=NOW)
+    assert alone.path_end is certs.PathEnd.TRUSTED and len(alone.path) == 1
+
+
 def test_an_expired_intermediate_is_named_as_such(pki: LabPKI, trust) -> None:
     old = pki.root.issue_intermediate("Old Issuing CA", days=400, now=NOW - 500 * DAY)
     key = ec.generate_private_key(ec.SECP256R1())
