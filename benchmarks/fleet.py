@@ -22,9 +22,11 @@ probes run side by side in its pool, each over its own connection (their Command
 together and their Receives wait together), so a host costs one probe's server time plus those
 five round trips; C hosts are collected at once. The ideal leaves CPU out: here the lab's
 servers run on the same cores as the collector, and ``cpu_floor`` says what the two together
-cost. The naive baseline is what an administrator writes
-first: pypsrp's Client.execute_ps per probe (a new runspace pool each time), one host after the
-other; it runs on a smaller fleet (--naive-hosts) and is compared per host.
+cost. The lab reads a message it has seen before (every host gets the same pool settings and
+probe scripts) from a cache, so that it takes as little CPU as it can from the collector it
+measures. The naive baseline is what an administrator writes first: pypsrp's Client.execute_ps
+per probe (a new runspace pool each time), one host after the other; it runs on a smaller fleet
+(--naive-hosts) and is compared per host.
 """
 
 from __future__ import annotations
