@@ -24,6 +24,7 @@ import ipaddress
 import os
 import ssl
 import sys
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -702,12 +703,16 @@ def system_roots() -> tuple[tuple[x509.Certificate, ...], str]:
     return (), "no system CA bundle found"
 
 
+_SYSTEM_BUNDLE_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
 def _system_bundle(path: str) -> tuple[x509.Certificate, ...]:
     """Parsed once per process. System bundles carry a few roots that predate RFC 5280's rules
     (a negative serial number); cryptography warns about those, which says nothing about the
-    endpoint being judged, so the warning is not passed on."""
-    with warnings.catch_warnings():
+    endpoint being judged, so the warning is not passed on. The first hosts of a run ask for the
+    bundle at once, and ``catch_warnings`` swaps process-wide state: one thread at a time."""
+    with _SYSTEM_BUNDLE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         return load_pem_certificates(Path(path).read_bytes(), path)
 

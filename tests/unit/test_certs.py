@@ -9,11 +9,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import threading
+import time
+import warnings
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector import certs
@@ -374,3 +378,35 @@ def test_the_system_store_is_found(monkeypatch) -> None:
     assert len(roots) > 50
     store = certs.workstation_trust()
     assert store.label.startswith(f"system store ({source}, ")
+
+
+def test_a_system_bundle_read_by_many_hosts_at_once_passes_on_no_deprecation_warning(
+    tmp_path, monkeypatch, pki: LabPKI
+) -> None:
+    """The first hosts of a run load the bundle together; the warning a pre-RFC 5280 root raises
+    must stay hidden for all of them (``catch_warnings`` is process-wide, not per thread)."""
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pki.root.cert_pem)
+    parse = certs.load_pem_certificates
+
+    calls = []
+
+    def legacy_root(data: bytes, source: str):
+        calls.append(source)
+        time.sleep(0.01 if len(calls) == 1 else 0.05)  # the first reader is done while the others still parse
+        warnings.warn("Parsed a serial number which wasn't positive", CryptographyDeprecationWarning, stacklevel=1)
+        return parse(data, source)
+
+    monkeypatch.setattr(certs, "load_pem_certificates", legacy_root)
+    certs._system_bundle.cache_clear()
+    loaded = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        threads = [threading.Thread(target=lambda: loaded.append(certs._system_bundle(str(bundle)))) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    certs._system_bundle.cache_clear()
+    assert [w.message for w in caught] == []
+    assert len(loaded) == 8 and {c[0].subject for c in loaded} == {pki.root.cert.subject}
