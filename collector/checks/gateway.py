@@ -113,33 +113,43 @@ def udp_3391(facts: HostFacts) -> Verdict:
 
 
 def policies(facts: HostFacts) -> Verdict:
+    """Both kinds of policy must have one enabled. A side that was read and has none refuses every
+    connection whatever the other side holds, so it fails even when the other could not be read."""
     data = facts.probes["gateway"].data
     v = _v(facts, "gateway")
-    title = "The gateway's authorization policies could not be read"
-    if why := failed_steps(facts, "gateway", "CAP", "RAP"):
-        return not_read(title, why, v)
+    cap_error = failed_steps(facts, "gateway", "CAP")
+    rap_error = failed_steps(facts, "gateway", "RAP")
+    settings = data["settings"]
+    settings_error = "" if settings is not None else failed_steps(facts, "gateway", "Win32_TSGatewayServerSettings")
     caps = [c for c in data["caps"] if c["enabled"]]
     raps = [r for r in data["raps"] if r["enabled"]]
-    if not caps and data["settings"] is None:  # whether a central CAP (NPS) stands in is not known
-        return not_read(title, failed_steps(facts, "gateway", "Win32_TSGatewayServerSettings") or SETTINGS_NOT_READ, v)
-    central = bool((data["settings"] or {}).get("central_cap_enabled"))
+    central = bool((settings or {}).get("central_cap_enabled"))
+
+    def listed(policies: list[Mapping[str, Any]], error: str) -> str:
+        return f"not read ({error})" if error else ", ".join(p["name"] for p in policies) or "none"
+
     evidence = (
-        Evidence("connection authorization policies (CAP)", ", ".join(c["name"] for c in data["caps"]) or "none", v),
-        Evidence("resource authorization policies (RAP)", ", ".join(r["name"] for r in data["raps"]) or "none", v),
-        Evidence("central CAP (NPS)", str(central), v),
+        Evidence("connection authorization policies (CAP)", listed(data["caps"], cap_error), v),
+        Evidence("resource authorization policies (RAP)", listed(data["raps"], rap_error), v),
+        Evidence("central CAP (NPS)", str(central) if settings is not None else f"not read ({settings_error})", v),
     )
-    if not caps and not central:
+    if not cap_error and not caps and settings is not None and not central:
         return Verdict(
             Status.FAIL,
             "No enabled connection authorization policy: every user is refused (event 201)",
             evidence,
         )
-    if not raps:
+    if not rap_error and not raps:
         return Verdict(
             Status.FAIL,
             "No enabled resource authorization policy: every resource is refused (event 301)",
             evidence,
         )
+    title = "The gateway's authorization policies could not be read"
+    if why := "; ".join(e for e in (cap_error, rap_error) if e):
+        return not_read(title, why, v)
+    if not caps and settings is None:  # whether a central CAP (NPS) stands in is not known
+        return not_read(title, settings_error or SETTINGS_NOT_READ, v)
     return Verdict(Status.PASS, f"{len(caps)} CAP(s) and {len(raps)} RAP(s) enabled", evidence)
 
 

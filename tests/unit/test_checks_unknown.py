@@ -325,6 +325,31 @@ def test_a_user_whose_vault_could_not_be_read_is_unknown_but_a_stale_credential_
     assert both.status is Status.WARN
 
 
+@pytest.mark.parametrize(
+    ("failed", "emptied", "status", "words"),
+    [
+        ("CAP", {"raps": []}, Status.FAIL, "every resource is refused (event 301)"),
+        ("RAP", {"caps": []}, Status.FAIL, "every user is refused (event 201)"),
+        ("CAP and RAP", {}, Status.UNKNOWN, f"step CAP failed: {MESSAGE}; probe gateway step RAP failed"),
+    ],
+    ids=["CAP not read, no RAP", "RAP not read, no CAP", "neither read"],
+)
+def test_the_policy_side_that_was_read_decides_when_the_other_was_not(
+    failed: str, emptied: dict[str, Any], status: Status, words: str
+) -> None:
+    """A gateway with no enabled RAP refuses every resource whatever its CAPs say, so a CAP list
+    that could not be read must not hide it (and the other way round)."""
+    steps = failed.split(" and ")
+    facts = facts_for("gateway", {"gateway": {**emptied, **{s.lower() + "s": [] for s in steps}}})
+    recorded = dataclasses.replace(facts.probes["gateway"], errors=tuple(ProbeError(s, MESSAGE) for s in steps))
+    result = verdict(dataclasses.replace(facts, probes={**facts.probes, "gateway": recorded}), "rdg.policy-config")
+    assert result.status is status
+    said = " | ".join([result.title, *(e.value for e in result.evidence)])
+    assert words in said
+    if status is Status.FAIL:
+        assert f"not read (probe gateway step {failed} failed: {MESSAGE})" in said
+
+
 # --- the workstation could not reach the endpoint ----------------------------------------------
 
 GW, SH = "gw.corp.example", "sh.corp.example"
