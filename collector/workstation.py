@@ -1,9 +1,10 @@
-"""The workstation's own view of a host's Remote Desktop endpoints, taken during collection.
+"""The workstation's own view of Remote Desktop endpoints: probed from here and judged at once.
 
 A gateway's HTTPS transport and a session host's RDP listener are probed from here (TCP, TLS,
-the chain as sent, RD Gateway's HTTP answer, RDP negotiation) and judged at once with the same
-functions as `collect check-tls` / `check-rdp`. What was seen is kept as plain data for the
-report; the verdicts travel with the host's facts.
+the chain as sent, RD Gateway's HTTP answer, RDP negotiation). ``check_tls`` and ``check_rdp``
+judge one endpoint: `collect check-tls` / `check-rdp` print that (``endpoint_cli``), and a
+collection takes it for every host it collects (``probe_endpoints``), keeping what was seen as
+plain data for the report while the verdicts travel with the host's facts.
 """
 
 from __future__ import annotations
@@ -12,14 +13,160 @@ import base64
 import datetime
 import ipaddress
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from collector import certs
-from collector.endpoint_cli import EndpointReport, check_rdp, check_tls
+from collector.checks import Verdict
+from collector.checks import certs as cert_checks
+from collector.checks import endpoints as ep
+from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, CheckMeta
 from collector.model import CheckResult, HostTarget, Role
+from collector.probes.rdg_http import probe_rdg_http
+from collector.probes.rdp import NLA_PROTOCOLS, PROTOCOL_SSL, probe_rdp
+from collector.probes.tcp import DEFAULT_TIMEOUT_S
+from collector.probes.tls import TlsHandshake, probe_tls
 
+VANTAGE = "workstation"
 TIMEOUT_S = 5.0
+
+
+# --- one endpoint, probed and judged from here (also `collect check-tls` / `check-rdp`) ----------
+
+
+@dataclass(frozen=True)
+class EndpointReport:
+    """What one check-tls / check-rdp run found, ready to print or to serialise."""
+
+    command: str
+    """``check-tls`` or ``check-rdp``."""
+    endpoint: str
+    """``name:port`` as the results name it."""
+    address: str
+    """What was connected to (``--address``, or the name)."""
+    results: tuple[CheckResult, ...]
+    """Every check, in catalogue order."""
+    handshake: TlsHandshake | None
+    """The TLS handshake whose chain was judged; None when there was none."""
+    chain: tuple[certs.CertInfo, ...]
+    """The chain as sent, parsed (empty when none was captured or it could not be parsed)."""
+    trust_label: str
+    """The trust store the chain was judged against."""
+    connection_problem: str
+    """One line when the endpoint could not be probed as intended (refused, timeout, not TLS...)."""
+
+
+def _results(pairs: Sequence[tuple[CheckMeta, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
+    return [meta.result(verdict, host=host, endpoint=endpoint, vantage=VANTAGE) for meta, verdict in pairs]
+
+
+def _chain_results(
+    handshake: TlsHandshake | None,
+    why_none: str,
+    *,
+    name: str,
+    endpoint: str,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int,
+) -> tuple[tuple[CheckResult, ...], tuple[certs.CertInfo, ...]]:
+    if handshake is None or not handshake.ok:
+        reason = why_none if handshake is None else "no TLS handshake (see net.tls-handshake)"
+        return cert_checks.unknown_results(reason, host=name, endpoint=endpoint, vantage=VANTAGE), ()
+    results = cert_checks.evaluate_chain(
+        handshake.chain,
+        server_name=name,
+        trust=trust,
+        now=now,
+        host=name,
+        endpoint=endpoint,
+        vantage=VANTAGE,
+        expires_soon_days=expires_soon_days,
+    )
+    try:
+        chain = tuple(certs.cert_info(c) for c in certs.parse_chain(handshake.chain))
+    except certs.CertificateError:
+        chain = ()
+    return results, chain
+
+
+def check_tls(
+    name: str,
+    *,
+    address: str | None,
+    port: int,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> EndpointReport:
+    """Probe a TLS endpoint (an RD Gateway's 443): TCP, TLS, the chain, the gateway's HTTP transport."""
+    endpoint = f"{name}:{port}"
+    tls = probe_tls(name, address, port, timeout)
+    results = _results(ep.tls_verdicts(tls, VANTAGE), host=name, endpoint=endpoint)
+    chain_results, chain = _chain_results(
+        tls.handshake,
+        "no TCP connection",
+        name=name,
+        endpoint=endpoint,
+        trust=trust,
+        now=now,
+        expires_soon_days=expires_soon_days,
+    )
+    results += chain_results
+    if tls.ok:
+        transport = ep.rdg_http_verdict(probe_rdg_http(name, address, port, timeout), VANTAGE)
+    else:
+        transport = ep.unknown(ep.RDG_HTTP_TRANSPORT, "no TLS connection", VANTAGE)
+    results += _results([(ep.RDG_HTTP_TRANSPORT, transport)], host=name, endpoint=endpoint)
+    problem = "" if tls.ok else tls.reason
+    return EndpointReport(
+        "check-tls", endpoint, address or name, tuple(results), tls.handshake, chain, trust.label, problem
+    )
+
+
+def check_rdp(
+    name: str,
+    *,
+    address: str | None,
+    port: int,
+    trust: certs.TrustStore,
+    now: datetime.datetime,
+    expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> EndpointReport:
+    """Probe an RDP listener (a session host's 3389): TCP, negotiation, TLS, the chain, NLA enforcement."""
+    endpoint = f"{name}:{port}"
+    probe = probe_rdp(name, address, port, timeout)
+    nla_probe = None
+    if probe.negotiation is not None and probe.negotiation.selected_protocol in NLA_PROTOCOLS:
+        nla_probe = probe_rdp(name, address, port, timeout, requested=PROTOCOL_SSL)
+    results = _results(ep.rdp_verdicts(probe, nla_probe, VANTAGE), host=name, endpoint=endpoint)
+    if not probe.tcp.connected:
+        why = "no TCP connection"
+    elif probe.negotiation is None:
+        why = "no negotiation answer"
+    else:
+        why = f"no TLS: the listener answered {probe.negotiation.describe()}"
+    chain_results, chain = _chain_results(
+        probe.tls, why, name=name, endpoint=endpoint, trust=trust, now=now, expires_soon_days=expires_soon_days
+    )
+    results += chain_results
+    if not probe.tcp.connected:
+        problem = probe.tcp.reason
+    elif probe.negotiation is None:
+        problem = probe.reason
+    elif probe.tls is not None and not probe.tls.ok:
+        problem = f"TLS after the negotiation failed: {probe.tls.reason}"
+    else:
+        problem = ""
+    return EndpointReport(
+        "check-rdp", endpoint, address or name, tuple(results), probe.tls, chain, trust.label, problem
+    )
+
+
+# --- a host's endpoints during a collection ------------------------------------------------------
 
 
 def trust_for(target: HostTarget) -> certs.TrustStore:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from collector import certs, endpoint_cli, workstation
+from collector import certs, workstation
 from collector.checks import catalogue, evaluate, fleet, rules
 from collector.checks import certs as cert_checks
 from collector.checks import endpoints as ep
@@ -433,13 +433,13 @@ def workstation_results(
     """The workstation's results for one host, as a collection takes them, over recorded probes."""
     monkeypatch.setattr(workstation, "trust_for", lambda target: certs.TrustStore("test roots", (PKI.root.cert,)))
     monkeypatch.setattr(
-        endpoint_cli, "probe_tls", lambda name, address, port, timeout: recorded_tls(name, address, port, scenario)
+        workstation, "probe_tls", lambda name, address, port, timeout: recorded_tls(name, address, port, scenario)
     )
     monkeypatch.setattr(
-        endpoint_cli, "probe_rdg_http", lambda name, address, port, timeout: recorded_http(name, address, port, http)
+        workstation, "probe_rdg_http", lambda name, address, port, timeout: recorded_http(name, address, port, http)
     )
     monkeypatch.setattr(
-        endpoint_cli,
+        workstation,
         "probe_rdp",
         lambda name, address, port, timeout, requested=PROTOCOL_SSL | PROTOCOL_HYBRID: recorded_rdp(
             name, address, port, scenario, requested
