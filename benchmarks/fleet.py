@@ -64,36 +64,57 @@ def fleet_hosts(count: int) -> list:
 
 def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[float, float, float, float]:
     """Wall seconds, peak RSS in MB and CPU seconds of one `collect` process, and the CPU seconds
-    this process (the lab's servers) spent meanwhile."""
+    this process (the lab's servers) spent meanwhile.
+
+    The peak is the collector's own high-water mark (``VmHWM``), read while it runs: the child's
+    ``ru_maxrss`` would also count this process's memory (the lab's) at the moment it was spawned,
+    as Linux carries the parent's high-water mark across fork or vfork and exec.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab_before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "collector.cli",
-            "--inventory",
-            str(inventory),
-            "--output",
-            str(output),
-            "-q",
-            "--concurrency",
-            str(concurrency),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, PASSWORD_ENV: PASSWORD},
-        check=False,
-    )
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "collector.cli",
+                "--inventory",
+                str(inventory),
+                "--output",
+                str(output),
+                "-q",
+                "--concurrency",
+                str(concurrency),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, PASSWORD_ENV: PASSWORD},
+        )
+        peak_kb = 0
+        while process.poll() is None:
+            peak_kb = max(peak_kb, _high_water_kb(process.pid))
+            time.sleep(0.02)
+        stderr.seek(0)
+        errors = stderr.read().decode(errors="replace")
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab_after = resource.getrusage(resource.RUSAGE_SELF)
     lab_cpu = (lab_after.ru_utime - lab_before.ru_utime) + (lab_after.ru_stime - lab_before.ru_stime)
-    if result.returncode not in (0, 1):
-        raise SystemExit(f"collect failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"collect failed ({process.returncode}): {errors.strip()[-500:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, after.ru_maxrss / 1024, cpu, lab_cpu
+    return wall, peak_kb / 1024, cpu, lab_cpu
+
+
+def _high_water_kb(pid: int) -> int:
+    """A running process's peak resident memory so far (Linux ``/proc``); 0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    line = next((line for line in status.splitlines() if line.startswith("VmHWM:")), "VmHWM: 0 kB")
+    return int(line.split()[1])
 
 
 def run_naive(fleet: LabFleet) -> float:
