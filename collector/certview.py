@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,6 +153,23 @@ def _chains(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...]
     elif isinstance(value, list):
         for i, inner in enumerate(value):
             yield from _chains(inner, (*path, str(i)))
+
+
+def certificates_only(value: Any) -> Any:
+    """``value`` cut down to the mappings that carry a ``chain_der`` list (kept whole) and the
+    keys and list positions that lead to them (other list items become None, so a chain's field
+    path does not change); None when nothing in it carries a chain. The DER strings are interned:
+    a CA's certificate sent by many hosts is kept once."""
+    if isinstance(value, Mapping):
+        if isinstance(value.get("chain_der"), list):
+            return {**value, "chain_der": [sys.intern(d) if isinstance(d, str) else d for d in value["chain_der"]]}
+        kept = {key: certificates_only(inner) for key, inner in value.items()}
+        kept = {key: inner for key, inner in kept.items() if inner is not None}
+        return kept or None
+    if isinstance(value, list):
+        kept_items = [certificates_only(inner) for inner in value]
+        return kept_items if any(item is not None for item in kept_items) else None
+    return None
 
 
 def _chain_view(

@@ -26,7 +26,7 @@ from typing import TextIO
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-from collector import checks, credentials, history, incident, inventory, metrics, report, runs
+from collector import checks, credentials, history, incident, inventory, metrics, path, report, runs
 from collector.checks import fleet as fleet_checks
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.model import CheckResult, HostReport, RunChanges, RunReport, Severity, Status
@@ -148,7 +148,11 @@ def run_collection(
     if baseline is None and why_not != "no previous run":
         _err(f"warning: {why_not}; changes since the previous run are not shown")
     try:
-        writer = report.RunWriter(output, report.new_run_id())
+        # Hosts that cross-host checks and connection paths read stay whole in memory; the run
+        # keeps a summary of every other host once its page and record are written.
+        writer = report.RunWriter(
+            output, report.new_run_id(), whole=path.joined_names(inv.targets), backlog=concurrency
+        )
     except OSError as exc:
         raise UsageError(f"cannot write to {output}: {exc.strerror or exc}") from None
     so_far = RunReport(
@@ -162,12 +166,13 @@ def run_collection(
     )
     display = _Display(len(inv.targets), quiet)
 
-    def host_done(host: HostReport) -> None:
+    def host_done(host: HostReport) -> HostReport:
         changes = None
         if baseline is not None:
             changes = RunChanges(baseline.run_id, (history.host_changes(baseline, host),))
-        writer.write_host_soon(host, dataclasses.replace(so_far, changes=changes))
+        kept = writer.write_host_soon(host, dataclasses.replace(so_far, changes=changes))
         display.host_done(host)
+        return kept
 
     try:
         hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, options=options)
@@ -433,11 +438,11 @@ def cmd_lab(argv: Sequence[str]) -> int:
             raise UsageError(f"scenario {args.scenario or 'demo.yaml'}: {exc}") from None
         with fleet:
             try:
-                path = fleet.write_inventory(args.inventory_out)
+                written = fleet.write_inventory(args.inventory_out)
             except OSError as exc:
                 raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
             print(
-                f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {path}; try: collect --inventory {path}",
+                f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {written}; try: collect --inventory {written}",
                 flush=True,
             )
             while not stop.wait(0.5):

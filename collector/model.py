@@ -382,6 +382,11 @@ def _check_from_dict(d: Mapping[str, Any]) -> CheckResult:
     )
 
 
+def host_from_dict(d: Mapping[str, Any]) -> HostReport:
+    """Rebuild one host's record (an item of ``results.json``'s ``hosts``)."""
+    return HostReport(facts=_facts_from_dict(d["facts"]), checks=tuple(_check_from_dict(c) for c in d["checks"]))
+
+
 def run_from_dict(d: Mapping[str, Any]) -> RunReport:
     """Rebuild a run from ``results.json``; raises ValueError on a schema it does not know."""
     version = d.get("schema_version")
@@ -394,10 +399,7 @@ def run_from_dict(d: Mapping[str, Any]) -> RunReport:
         tool_version=d["tool_version"],
         workstation=d["workstation"],
         inventory=d["inventory"],
-        hosts=tuple(
-            HostReport(facts=_facts_from_dict(h["facts"]), checks=tuple(_check_from_dict(c) for c in h["checks"]))
-            for h in d["hosts"]
-        ),
+        hosts=tuple(host_from_dict(h) for h in d["hosts"]),
         changes=_changes_from_dict(d["changes"]) if d.get("changes") else None,
         paths=tuple(_path_from_dict(p) for p in d.get("paths", ())),
     )

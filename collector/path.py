@@ -118,6 +118,16 @@ def _session_host_routes(fleet: _Fleet, host: HostTarget) -> list[Route | None]:
     return routes
 
 
+def joined_names(targets: Iterable[HostTarget]) -> frozenset[str]:
+    """Hosts whose facts a judgement across hosts reads (lower case): every client, and the
+    gateway and session hosts it names (the cross-host checks and the connection paths)."""
+    names: set[str] = set()
+    for t in targets:
+        if Role.CLIENT in t.roles:
+            names.update(n.lower() for n in (t.name, t.gateway, *t.session_hosts) if n)
+    return frozenset(names)
+
+
 def _dedupe(routes: Iterable[Route | None]) -> tuple[Route, ...]:
     out: list[Route] = []
     for route in routes:

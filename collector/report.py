@@ -22,7 +22,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from collector.incident import HOP_NAMES
 from collector.model import (
     CheckResult,
     CollectionProblem,
+    HostFacts,
     HostReport,
     IncidentPath,
     PathHop,
@@ -45,6 +47,7 @@ from collector.model import (
     RunReport,
     Severity,
     Status,
+    host_from_dict,
     to_dict,
 )
 
@@ -654,6 +657,30 @@ def new_run_id(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
+def summary(report: HostReport) -> HostReport:
+    """What the end of a run reads of a host that no cross-host judgement reads: its checks
+    without their evidence, and of its facts the target, collection problems, timings and
+    certificate chains (the index, the metrics and the history need no more). Its page and record
+    hold everything; a run keeps this so its memory does not grow with the hosts it has done."""
+    facts = report.facts
+    return HostReport(
+        facts=HostFacts(
+            target=facts.target,
+            probes={
+                name: dataclasses.replace(p, data=certview.certificates_only(p.data) or {}, errors=())
+                for name, p in facts.probes.items()
+            },
+            problems=facts.problems,
+            planned=facts.planned,
+            endpoints=certview.certificates_only(dict(facts.endpoints)) or {},
+            started=facts.started,
+            finished=facts.finished,
+            duration_s=facts.duration_s,
+        ),
+        checks=tuple(dataclasses.replace(c, evidence=()) for c in report.checks),
+    )
+
+
 class RunWriter:
     """The run folder being written; ``finish`` publishes it, and a writer never finished leaves
     ``latest`` alone.
@@ -661,12 +688,22 @@ class RunWriter:
     Each host's page and its results record are written as the host finishes, so an interrupted
     run keeps them and memory does not hold a large run's output. ``finish`` writes a page again
     only when what it shows changed: the host was judged again by the cross-host checks, or it is
-    on a route or connection whose other hosts finished after it."""
+    on a route or connection whose other hosts finished after it.
+
+    What the run keeps of a written host is its ``summary``, unless it is one of ``whole`` (the
+    hosts the cross-host checks and connection paths read; None keeps every host whole): a page
+    written again is rendered from the host's record on disk."""
 
     RECORDS = "records"  # host records waiting to become results.json; gone once it is written
 
-    def __init__(self, output: Path, run_id: str) -> None:
+    def __init__(self, output: Path, run_id: str, whole: Collection[str] | None = None, backlog: int = 16) -> None:
         self.output = output
+        # Pages waiting for the writer thread, each holding a whole host report. While hosts are
+        # collected the writer gets a small share of the CPU and would fall further behind the
+        # larger the run; past ``backlog`` pages the run waits for it, so memory stays in
+        # proportion to the hosts in flight (the caller passes its concurrency), not the fleet.
+        self.backlog = max(1, backlog)
+        self._whole = None if whole is None else {name.lower() for name in whole}
         output.mkdir(parents=True, exist_ok=True)
         final = output / run_id
         suffix = 1
@@ -678,7 +715,8 @@ class RunWriter:
         self.partial = output / f".{final.name}.partial"
         (self.partial / "hosts").mkdir(parents=True)
         (self.partial / self.RECORDS).mkdir()
-        self._done: dict[str, HostReport] = {}  # by name: a host written again replaces itself
+        self._done: dict[str, HostReport] = {}  # by name, what the run keeps: a host written again replaces itself
+        self._summarized: set[str] = set()  # names whose kept report is a summary
         self._lock = threading.Lock()  # hosts finish on the runner's worker threads
         # One thread writes pages as hosts finish, so the runner's loop goes straight back to
         # starting hosts: rendering is the heaviest thing the collector does between probes.
@@ -688,10 +726,27 @@ class RunWriter:
     def _record(self, host: HostReport) -> Path:
         return self.partial / self.RECORDS / (host_filename(host.name).removesuffix(".html") + ".json")
 
-    def write_host(self, report: HostReport, run_so_far: RunReport) -> None:
-        """The host's page, against the run as far as it has got, and its results record."""
+    def keep(self, report: HostReport) -> HostReport:
+        """Take ``report`` as written (or about to be): what the run should keep of it from now on."""
+        name = report.name.lower()
+        kept = report if self._whole is None or name in self._whole else summary(report)
         with self._lock:
-            self._done[report.name.lower()] = report
+            self._done[name] = kept
+            if kept is report:
+                self._summarized.discard(name)
+            else:
+                self._summarized.add(name)
+        return kept
+
+    def write_host(self, report: HostReport, run_so_far: RunReport) -> HostReport:
+        """The host's page, against the run as far as it has got, and its results record; returns
+        what the run should keep of the host."""
+        kept = self.keep(report)
+        self._write_first(report, run_so_far)
+        return kept
+
+    def _write_first(self, report: HostReport, run_so_far: RunReport) -> None:
+        with self._lock:
             done = tuple(self._done.values())
         self._write(report, dataclasses.replace(run_so_far, hosts=done))
 
@@ -699,9 +754,18 @@ class RunWriter:
         atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, run))
         atomic_write(self._record(report), host_json(report))
 
-    def write_host_soon(self, report: HostReport, run_so_far: RunReport) -> None:
-        """``write_host`` on the writer's own thread; ``wait`` (or ``finish``) reports its errors."""
-        self._pending.append(self._background.submit(self.write_host, report, run_so_far))
+    def write_host_soon(self, report: HostReport, run_so_far: RunReport) -> HostReport:
+        """``write_host`` on the writer's own thread (``wait`` or ``finish`` reports its errors);
+        returns what the run should keep of the host, at once unless ``backlog`` pages are
+        already waiting: then when the oldest of them is written."""
+        kept = self.keep(report)
+        # A page written needs no more watching unless it failed (``wait`` raises the first failure).
+        self._pending = [f for f in self._pending if not f.done() or f.exception() is not None]
+        waiting = [f for f in self._pending if not f.done()]
+        if len(waiting) >= self.backlog:
+            futures.wait(waiting[: len(waiting) - self.backlog + 1])
+        self._pending.append(self._background.submit(self._write_first, report, run_so_far))
+        return kept
 
     def wait(self) -> None:
         """Until every page handed to ``write_host_soon`` is written; raises the first failure."""
@@ -718,6 +782,16 @@ class RunWriter:
             or bool(incidents_of(run_report, host.name))
         )
 
+    def _whole_report(self, host: HostReport) -> HostReport:
+        """``host`` with everything it was judged on: itself, or for a summary the record written
+        for it, plus any result the cross-host checks added after its own."""
+        name = host.name.lower()
+        if name not in self._summarized:
+            return host
+        written = host_from_dict(json.loads(self._record(host).read_text(encoding="utf-8")))
+        added = host.checks[len(self._done[name].checks) :]
+        return dataclasses.replace(written, checks=(*written.checks, *added)) if added else written
+
     def finish(self, run_report: RunReport) -> Path:
         """Rewrite the pages that changed, write results.json from the host records and the
         index, then make the run visible and point ``latest`` at it."""
@@ -725,7 +799,7 @@ class RunWriter:
         self._background.shutdown()
         for host in run_report.hosts:
             if self.stale(host, run_report):
-                self._write(host, run_report)
+                self._write(self._whole_report(host), run_report)
         records = (self._record(h).read_text(encoding="utf-8") for h in run_report.hosts)
         atomic_write(self.partial / "results.json", results_chunks(run_report, records), durable=True)
         atomic_write(self.partial / "index.html", render_index(run_report))

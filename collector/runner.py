@@ -238,13 +238,16 @@ def run_hosts(
     passwords: Mapping[str, Secret | None],
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
-    on_host_done: Callable[[HostReport], None] = lambda report: None,
+    on_host_done: Callable[[HostReport], HostReport | None] = lambda report: None,
     on_host_start: Callable[[HostTarget], None] = lambda target: None,
     collect: Callable[[HostTarget, Secret | None, _Progress, RunOptions], HostFacts] = collect_host,
     options: RunOptions = RunOptions(),
     abandoned_grace_s: float = 5.0,
 ) -> list[HostReport]:
-    """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept."""
+    """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept.
+
+    ``on_host_done`` gets each host's report as it is judged and may return what the run should
+    keep of it instead (its pages written, a large run need not hold every report whole)."""
     done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
     pending = list(targets)
     in_flight: dict[str, _InFlight] = {}
@@ -253,8 +256,8 @@ def run_hosts(
 
     def finish(facts: HostFacts) -> None:
         report = HostReport(facts=facts, checks=tuple(checks.evaluate(facts)))
-        reports[facts.target.name] = report
-        on_host_done(report)
+        kept = on_host_done(report)
+        reports[facts.target.name] = report if kept is None else kept
 
     def worker(target: HostTarget, progress: _Progress) -> None:
         facts = collect(target, passwords.get(target.name), progress, options)

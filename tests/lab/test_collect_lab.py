@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from collector import checks, inventory, runner, scripts
+from collector import checks, history, incident, inventory, metrics, report, runner, scripts
 from collector.checks import fleet as fleet_checks
 from collector.credentials import Secret
 from collector.lab.fleet import LAB_USER, PASSWORD_ENV, LabFleet, ScenarioHost, load_scenario
-from collector.model import CollectionFailure, HostTarget, Status
+from collector.model import CollectionFailure, HostTarget, RunReport, Status
+from collector.path import joined_names
 from collector.winrm import HostSession
 
 pytestmark = pytest.mark.lab
@@ -131,6 +132,37 @@ def test_demo_fleet_verdicts(lab_inventory: inventory.Inventory) -> None:
     assert [e.vantage for e in inspected.evidence][-1] == "workstation"
     binding = next(c for c in reports["gw02.lab.test"].checks if c.id == "rdg.cert-binding-mismatch")
     assert binding.title.startswith("HTTP.sys serves a different certificate on 0.0.0.0:443")
+
+
+def test_the_end_of_a_run_reads_the_same_from_host_summaries(lab_inventory: inventory.Inventory) -> None:
+    """Hosts no cross-host judgement reads are kept as summaries once written: the index, the
+    metrics, the history and the connection paths come out exactly as from the whole reports."""
+    passwords = dict.fromkeys(targets_by_name(lab_inventory), Secret(PASSWORD))
+    whole_reports = runner.run_hosts(lab_inventory.targets, passwords)
+    joined = joined_names(lab_inventory.targets)
+    assert joined and any(r.name.lower() not in joined for r in whole_reports)  # both kinds in the demo
+    kept = [r if r.name.lower() in joined else report.summary(r) for r in whole_reports]
+
+    def run_of(hosts: list) -> RunReport:
+        judged = fleet_checks.evaluate_fleet(hosts)
+        finished = "2026-11-26T08:00:00Z"
+        return RunReport(
+            run_id="r",
+            started="2026-11-26T07:59:00Z",
+            finished=finished,
+            tool_version="t",
+            workstation="w",
+            inventory="i",
+            hosts=tuple(judged),
+            paths=incident.incident_paths(judged, since_hours=24, now=finished),
+        )
+
+    whole, summarized = run_of(whole_reports), run_of(kept)
+    assert report.render_index(summarized) == report.render_index(whole)
+    assert metrics.render(summarized) == metrics.render(whole)
+    assert summarized.paths == whole.paths
+    assert [history.problems(h) for h in summarized.hosts] == [history.problems(h) for h in whole.hosts]
+    assert list(metrics.certificates(summarized)) == list(metrics.certificates(whole)) != []
 
 
 def test_without_user_context_saved_credentials_are_unknown_and_say_why(lab_inventory: inventory.Inventory) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -335,3 +337,73 @@ def test_changes_since_the_previous_run_are_shown_on_index_and_host_page() -> No
     html = report.render_host(host, run)
     assert html.count("new since last run") == 1 and "resolved since last run" in html
     assert "Since the previous run" not in report.render_index(run_of(host))
+
+
+def test_a_host_kept_as_a_summary_is_written_again_whole_from_its_record(tmp_path: Path) -> None:
+    """A session host no client names is kept as a summary once written; it is on its gateway's
+    route, so finish writes its page again, from its record, exactly as if it had been kept whole."""
+    chain = {"subject": "CN=sh1", "not_after": "2027-01-01T00:00:00Z", "chain_der": ["MIIB"]}
+    session_host = HostReport(
+        HostFacts(
+            target=HostTarget(name="sh1.corp.example", address="10.0.0.2", roles=(Role.SESSION_HOST,)),
+            probes={
+                "rdp_config": ProbeResult(
+                    "rdp_config", 1, {"listener_certificate": chain, "security_layer": 2}, (ProbeError("step", "boom"),)
+                )
+            },
+            started="2026-03-01T07:59:10Z",
+            duration_s=1.5,
+        ),
+        (chk("rdp.nla-disabled", W, host="sh1.corp.example"), chk("rdp.disabled", S, host="sh1.corp.example")),
+    )
+    gateway = rep(
+        "gw1.corp.example", (Role.GATEWAY,), (chk("rdg.service-stopped", S),), session_hosts=("sh1.corp.example",)
+    )
+    client = rep("c1.corp.example", (Role.CLIENT,), (chk("client.udp-disabled", S),), gateway="gw1.corp.example")
+    writer = report.RunWriter(tmp_path, "20260301T075900Z", whole={"c1.corp.example", "gw1.corp.example"})
+    so_far = run_of()
+    kept = {h.name: writer.write_host(h, so_far) for h in (session_host, gateway, client)}
+    assert kept["gw1.corp.example"] is gateway and kept["c1.corp.example"] is client
+    summary = kept["sh1.corp.example"]
+    assert summary == report.summary(session_host) and summary is not session_host
+    assert [c.evidence for c in summary.checks] == [(), ()]
+    assert summary.facts.probes["rdp_config"].data == {"listener_certificate": chain}  # what the index reads
+    assert (summary.worst, summary.facts.duration_s) == (W, 1.5)
+
+    final = run_of(client, gateway, summary)
+    folder = writer.finish(final)
+    whole_run = replace(final, hosts=(client, gateway, session_host))
+    page = (folder / "hosts" / "sh1.corp.example.html").read_text("utf-8")
+    assert page == report.render_host(session_host, whole_run)
+    assert "boom" in page and "fact" in page  # the probe error and the evidence, from the record
+    records = {h["facts"]["target"]["name"]: h for h in json.loads((folder / "results.json").read_text())["hosts"]}
+    assert records["sh1.corp.example"] == json.loads(report.host_json(session_host))
+    assert (folder / "index.html").read_text("utf-8") == report.render_index(whole_run)
+
+
+def test_the_run_waits_for_the_writer_once_its_backlog_is_full(tmp_path: Path, monkeypatch) -> None:
+    """Pages waiting for the writer each hold a whole host report: past ``backlog`` of them the
+    run waits for the oldest, so a large run's memory does not grow with the hosts it has done."""
+    gate = threading.Event()
+    written = []
+    write = report.RunWriter._write
+
+    def slow(self, host, run):
+        gate.wait(10)
+        written.append(host.name)
+        write(self, host, run)
+
+    monkeypatch.setattr(report.RunWriter, "_write", slow)
+    writer = report.RunWriter(tmp_path, "20260301T075900Z", backlog=2)
+    hosts = [rep(f"h{i}", (Role.SESSION_HOST,), (chk("rdp.disabled", S),)) for i in range(3)]
+    for host in hosts[:2]:
+        assert writer.write_host_soon(host, run_of()) is host  # at once: the backlog has room
+    third = threading.Thread(target=writer.write_host_soon, args=(hosts[2], run_of()))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive()  # two pages waiting: the third waits until the first is written
+    gate.set()
+    third.join(10)
+    assert not third.is_alive()
+    writer.wait()
+    assert written == ["h0", "h1", "h2"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -142,3 +143,18 @@ def test_abandoned_workers_get_a_grace_period_to_close() -> None:
     [report] = runner.run_hosts([target("late", deadline=0.2)], {}, collect=collect, abandoned_grace_s=30)
     assert closed.is_set() and time.monotonic() - start < 20  # returned when the worker ended, not after 30 s
     assert report.facts.problems[0].kind is CollectionFailure.TIMEOUT
+
+
+def test_what_on_host_done_returns_is_what_the_run_keeps() -> None:
+    def collect(t, password, progress, options):
+        return HostFacts(target=t, probes={"services": healthy_probe()})
+
+    kept = {}
+
+    def on_host_done(report):
+        kept[report.name] = dataclasses.replace(report, checks=report.checks[:1])  # a smaller stand-in
+        return kept[report.name] if report.name != "whole" else None
+
+    reports = runner.run_hosts([target("small"), target("whole")], {}, collect=collect, on_host_done=on_host_done)
+    assert reports[0] is kept["small"]
+    assert reports[1] is not kept["whole"] and len(reports[1].checks) > 1  # None keeps the report itself
