@@ -148,7 +148,22 @@ class Inventory:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _check_duplicates(node: yaml.Node, file: str, path: str, problems: list[Problem]) -> None:
+MAX_DEPTH = 64  # an inventory nests a few levels: deeper is a mistake, or an alias that names itself
+
+
+def _check_duplicates(node: yaml.Node, file: str, path: str, problems: list[Problem], depth: int = 0) -> bool:
+    """Record duplicate keys; False when the document nests deeper than MAX_DEPTH (a recursive
+    alias such as ``&h [*h]`` nests without end), in which case its data must not be walked."""
+    if depth > MAX_DEPTH:
+        problems.append(
+            Problem(
+                file,
+                node.start_mark.line + 1,
+                path,
+                f"nests deeper than {MAX_DEPTH} levels (is there an alias that refers to itself?)",
+            )
+        )
+        return False
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -157,10 +172,13 @@ def _check_duplicates(node: yaml.Node, file: str, path: str, problems: list[Prob
             if key in seen:
                 problems.append(Problem(file, line, _join(path, key), f"duplicate key (first set on line {seen[key]})"))
             seen.setdefault(key, line)
-            _check_duplicates(value_node, file, _join(path, key), problems)
+            if not _check_duplicates(value_node, file, _join(path, key), problems, depth + 1):
+                return False
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _check_duplicates(item, file, f"{path}[{index}]", problems)
+            if not _check_duplicates(item, file, f"{path}[{index}]", problems, depth + 1):
+                return False
+    return True
 
 
 def _join(path: str, key: str | int) -> str:
@@ -227,6 +245,11 @@ def parse(text: str, file: str = "<inventory>") -> Inventory:
     """Validate inventory text; every problem found is reported at once."""
     try:
         root, data = _compose_and_construct(text)
+    except UnicodeEncodeError as exc:  # libyaml takes UTF-8: a lone surrogate cannot be given to it
+        line = text.count("\n", 0, exc.start) + 1
+        raise InventoryError(
+            [Problem(file, line, "", f"not valid YAML: {text[exc.start]!r} is not a Unicode character")]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -256,8 +279,8 @@ def from_document(data: Any, file: str, root: yaml.Node | None = None) -> Invent
         raise InventoryError([Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")])
 
     problems: list[Problem] = []
-    if root is not None:
-        _check_duplicates(root, file, "", problems)
+    if root is not None and not _check_duplicates(root, file, "", problems):
+        raise InventoryError(sorted(problems, key=lambda p: p.line))
     try:
         model = _Inventory.model_validate(data)
     except ValidationError as exc:

@@ -74,6 +74,25 @@ def test_broken_yaml_names_the_line() -> None:
     assert "not valid YAML" in p.message
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        ("hosts: &h\n  - *h\n", 1, "hosts" + "[0]" * 64, "is there an alias that refers to itself?"),
+        ("defaults: &d\n  more: *d\nhosts: []\n", 1, "defaults" + ".more" * 64, "nests deeper than 64 levels"),
+        ("hosts:\n" + "  - " + "[" * 70 + "]" * 70 + "\n", 2, "hosts[0]" + "[0]" * 63, "nests deeper than 64 levels"),
+        ("hosts:\n  - name: a\ud800\n", 2, "", "'\\ud800' is not a Unicode character"),
+    ],
+    ids=["alias in a list", "alias in a mapping", "nested lists", "lone surrogate"],
+)
+def test_yaml_that_cannot_be_walked_is_refused_with_its_line(text: str, line: int, field: str, words: str) -> None:
+    """A document that names itself (or nests absurdly deep) and text that is not Unicode are
+    refused like any other mistake, not with a recursion error or an encoding traceback; an alias
+    is reported where its anchor is."""
+    [p] = problems(text)
+    assert (p.line, p.field) == (line, field)
+    assert words in p.message
+
+
 def test_unknown_key_names_line_and_field() -> None:
     [p] = problems("hosts:\n  - name: a.example\n    roles: [client]\n    adress: 10.0.0.1\n")
     assert (p.line, p.field) == (4, "hosts[0].adress")
