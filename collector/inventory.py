@@ -148,35 +148,39 @@ class Inventory:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-MAX_DEPTH = 64  # an inventory nests a few levels: deeper is a mistake, or an alias that names itself
+MAX_DEPTH = 64  # an inventory nests a few levels: deeper is a mistake
 
 
-def _check_duplicates(node: yaml.Node, file: str, path: str, problems: list[Problem], depth: int = 0) -> bool:
-    """Record duplicate keys; False when the document nests deeper than MAX_DEPTH (a recursive
-    alias such as ``&h [*h]`` nests without end), in which case its data must not be walked."""
-    if depth > MAX_DEPTH:
+def _check_duplicates(
+    node: yaml.Node, file: str, path: str, problems: list[Problem], ancestors: tuple[yaml.Node, ...] = ()
+) -> bool:
+    """Record duplicate keys; False when the document cannot be walked (an alias inside its own
+    anchor, such as ``hosts: &h [*h]``, nests without end), so its data must not be validated."""
+    line = node.start_mark.line + 1
+    if any(node is above for above in ancestors):
         problems.append(
-            Problem(
-                file,
-                node.start_mark.line + 1,
-                path,
-                f"nests deeper than {MAX_DEPTH} levels (is there an alias that refers to itself?)",
-            )
+            Problem(file, line, path, "is an alias of something that contains it, so it never ends (move the anchor)")
         )
         return False
+    if len(ancestors) >= MAX_DEPTH:
+        problems.append(Problem(file, line, path[:60] + "...", f"nests deeper than {MAX_DEPTH} levels"))
+        return False
+    inside = (*ancestors, node)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
-            line = key_node.start_mark.line + 1
+            key_line = key_node.start_mark.line + 1
             if key in seen:
-                problems.append(Problem(file, line, _join(path, key), f"duplicate key (first set on line {seen[key]})"))
-            seen.setdefault(key, line)
-            if not _check_duplicates(value_node, file, _join(path, key), problems, depth + 1):
+                problems.append(
+                    Problem(file, key_line, _join(path, key), f"duplicate key (first set on line {seen[key]})")
+                )
+            seen.setdefault(key, key_line)
+            if not _check_duplicates(value_node, file, _join(path, key), problems, inside):
                 return False
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            if not _check_duplicates(item, file, f"{path}[{index}]", problems, depth + 1):
+            if not _check_duplicates(item, file, f"{path}[{index}]", problems, inside):
                 return False
     return True
 
