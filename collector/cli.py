@@ -454,6 +454,7 @@ def cmd_lab(argv: Sequence[str]) -> int:
 def cmd_render(argv: Sequence[str]) -> int:
     import json
 
+    from collector import schema
     from collector.model import run_from_dict
 
     parser = argparse.ArgumentParser(prog="collect render", description="Re-render a run from its results.json.")
@@ -461,11 +462,14 @@ def cmd_render(argv: Sequence[str]) -> int:
     parser.add_argument("--output", "-o", type=Path, help="destination folder (default: beside results.json)")
     args = parser.parse_args(argv)
     try:
-        run = run_from_dict(json.loads(args.results.read_text(encoding="utf-8")))
+        document = json.loads(args.results.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot read {args.results}: {exc.strerror or exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{args.results} is not a results.json this version can read: {exc}") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise UsageError(f"{args.results} is not JSON: {exc}") from None
+    if problem := schema.problem_in(document):
+        raise UsageError(f"{args.results} is not a results.json this version can read: {problem}")
+    run = run_from_dict(document)
     destination = report.render_run(run, args.output or args.results.parent)
     print(f"Report: {destination / 'index.html'}")
     return EXIT_OK

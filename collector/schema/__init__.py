@@ -13,10 +13,10 @@ import json
 from importlib import resources
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from collector.contract import SCHEMAS
+from collector.contract import SCHEMAS, ContractError, validate_data
 from collector.model import SCHEMA_VERSION, RunReport
 
 FILENAME = "results.schema.json"
@@ -72,3 +72,27 @@ def dumps(schema: dict[str, Any]) -> str:
 def load() -> dict[str, Any]:
     """The schema shipped with this installation."""
     return json.loads(resources.files(__name__).joinpath(FILENAME).read_text("utf-8"))
+
+
+def problem_in(document: Any) -> str:
+    """Why ``document`` is not a results.json this version can read ("" when it is): the run's
+    shape, checked against the model this schema is generated from, then every probe's ``data``
+    against that probe's contract, so that a file of unknown origin cannot break the rendering."""
+    if not isinstance(document, dict):
+        return f"it holds a JSON {type(document).__name__}, not an object"
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        return f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})"
+    try:
+        run = TypeAdapter(RunReport).validate_python(document)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}{more}"
+    for index, host in enumerate(run.hosts):
+        for name, probe in host.facts.probes.items():
+            try:
+                validate_data(name, probe.data)
+            except ContractError as exc:
+                return f"hosts.{index}.facts.probes.{name}: {exc}"
+    return ""

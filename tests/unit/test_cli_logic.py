@@ -77,6 +77,39 @@ def test_unknown_schema_version_is_refused() -> None:
         run_from_dict(data)
 
 
+def _broken(change) -> object:
+    data = json.loads(report.results_json(sample_run()))
+    return change(data) or data
+
+
+@pytest.mark.parametrize(
+    ("document", "words"),
+    [
+        ("null", "it holds a JSON NoneType, not an object"),
+        ("{not json", "is not JSON: Expecting property name"),
+        (_broken(lambda d: d.update(schema_version=99)), "results schema version 99 is not supported"),
+        (_broken(lambda d: d["hosts"].append(None)), "hosts.1: Input should be a dictionary"),
+        (_broken(lambda d: d["hosts"][0]["checks"][0].update(status="great")), "hosts.0.checks.0.status: Input"),
+        (
+            _broken(lambda d: d["hosts"][0]["facts"]["probes"]["services"].update(data={"services": 7})),
+            "hosts.0.facts.probes.services: probe services: data.services: Input should be a valid list",
+        ),
+    ],
+    ids=["null", "not JSON", "version", "host shape", "check status", "probe contract"],
+)
+def test_render_refuses_a_results_json_it_cannot_read_with_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, words: str
+) -> None:
+    """A results.json of unknown origin is checked before anything is rendered from it: the
+    model's shape, then each probe's data against its contract; exit 2 naming file and field."""
+    results = tmp_path / "results.json"
+    results.write_text(document if isinstance(document, str) else json.dumps(document))
+    assert cli.main(["render", str(results), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"collect: {results} ") and words in err, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 def test_run_folder_is_published_atomically_and_latest_moves_last(tmp_path: Path) -> None:
     run = sample_run()
     first = report.RunWriter(tmp_path, "20260101T000000Z")
