@@ -23,6 +23,7 @@ from collector.probes.tcp import DEFAULT_TIMEOUT_S
 from collector.workstation import VANTAGE, EndpointReport, check_rdp, check_tls
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+MAX_TIMEOUT_S = 600.0  # a budget per probe step; beyond this it is a typo (and "inf" no socket takes)
 
 
 class _Usage(Exception):
@@ -164,8 +165,8 @@ def _validated(args: argparse.Namespace) -> certs.TrustStore:
         raise _Usage(f"--port must be between 1 and 65535, not {args.port}")
     if args.expires_soon_days < 0:
         raise _Usage(f"--expires-soon-days must not be negative, not {args.expires_soon_days}")
-    if not args.timeout > 0:
-        raise _Usage(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
+    if not 0 < args.timeout <= MAX_TIMEOUT_S:
+        raise _Usage(f"--timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, not {args.timeout:g}")
     try:
         return certs.workstation_trust(args.ca_file)
     except certs.CertificateError as exc:

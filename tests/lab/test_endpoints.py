@@ -238,7 +238,9 @@ def test_check_tls_json_is_a_list_of_results(gateway, ca_file: Path) -> None:
     [
         (["--port", "0"], "collect check-tls: --port must be between 1 and 65535, not 0"),
         (["--expires-soon-days", "-1"], "collect check-tls: --expires-soon-days must not be negative, not -1"),
-        (["--timeout", "0"], "collect check-tls: --timeout must be a positive number of seconds, not 0"),
+        (["--timeout", "0"], "collect check-tls: --timeout must be more than 0 and at most 600 seconds, not 0"),
+        (["--timeout", "inf"], "collect check-tls: --timeout must be more than 0 and at most 600 seconds, not inf"),
+        (["--timeout", "nan"], "--timeout must be more than 0 and at most 600 seconds, not nan"),
         (["--ca-file", "/nonexistent/ca.pem"], "collect check-tls: --ca-file: cannot read /nonexistent/ca.pem"),
         (["--fail-on", "severe"], "argument --fail-on: invalid choice: 'severe'"),
     ],
