@@ -467,6 +467,8 @@ def cmd_render(argv: Sequence[str]) -> int:
         raise UsageError(f"cannot read {args.results}: {exc.strerror or exc}") from None
     except ValueError as exc:  # not UTF-8, or not JSON
         raise UsageError(f"{args.results} is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{args.results} is not a results.json: it nests too deeply") from None
     if problem := schema.problem_in(document):
         raise UsageError(f"{args.results} is not a results.json this version can read: {problem}")
     run = run_from_dict(document)

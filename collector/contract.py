@@ -370,10 +370,11 @@ def parse_output(probe: str, output: list[Any], duration_s: float = 0.0, receive
         raise ContractError(probe, "", f"expected one JSON document, got {len(output)} output object(s)")
     try:
         document = json.loads(texts[0])
+        envelope = _Envelope.model_validate(document)
     except json.JSONDecodeError as exc:
         raise ContractError(probe, "", f"output is not JSON ({exc.msg} at char {exc.pos})") from None
-    try:
-        envelope = _Envelope.model_validate(document)
+    except RecursionError:  # a host's garbage, not a probe's envelope (ours nest a few levels)
+        raise ContractError(probe, "", "output nests too deeply to be a probe's JSON") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ContractError(probe, _field(err["loc"]), err["msg"]) from None

@@ -87,6 +87,7 @@ def _broken(change) -> object:
     [
         ("null", "it holds a JSON NoneType, not an object"),
         ("{not json", "is not JSON: Expecting property name"),
+        ("[" * 100_000 + "]" * 100_000, "is not a results.json: it nests too deeply"),
         (_broken(lambda d: d.update(schema_version=99)), "results schema version 99 is not supported"),
         (_broken(lambda d: d["hosts"].append(None)), "hosts.1: Input should be a dictionary"),
         (_broken(lambda d: d["hosts"][0]["checks"][0].update(status="great")), "hosts.0.checks.0.status: Input"),
@@ -95,7 +96,7 @@ def _broken(change) -> object:
             "hosts.0.facts.probes.services: probe services: data.services: Input should be a valid list",
         ),
     ],
-    ids=["null", "not JSON", "version", "host shape", "check status", "probe contract"],
+    ids=["null", "not JSON", "nested", "version", "host shape", "check status", "probe contract"],
 )
 def test_render_refuses_a_results_json_it_cannot_read_with_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], document: object, words: str

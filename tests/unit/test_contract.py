@@ -56,3 +56,13 @@ def test_contract_violations_name_probe_and_field(output: list[object], expected
 def test_unknown_probe() -> None:
     with pytest.raises(contract.ContractError, match="no such probe"):
         contract.validate_data("nope", {})
+
+
+def test_output_nested_without_end_is_refused_not_a_recursion_error() -> None:
+    """A host that prints a document nested thousands deep gets bad-output like any garbage; the
+    parser's own recursion limit must not escape (the host's worker would die with it)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    envelope = '{"probe": "host", "version": 1, "errors": [], "data": ' + deep + "}"
+    for output in (deep, envelope):
+        with pytest.raises(contract.ContractError, match="output nests too deeply to be a probe's JSON"):
+            contract.parse_output("host", [output])
