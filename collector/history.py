@@ -46,21 +46,34 @@ class Baseline:
     def read(cls, results: IO[str]) -> Baseline:
         """From a results.json, each host record cut down to its name and problems as soon as it
         is parsed: reading a large run's results costs about one host's worth of memory, not the
-        whole run's. Raises ValueError (or KeyError, TypeError) on what is not such a file."""
+        whole run's. Raises ValueError, naming what is wrong, on what is not such a file."""
 
         def slim(record: dict[str, Any]) -> Any:
             if "checks" in record and isinstance(record.get("facts"), dict):
-                found = (c for c in record["checks"] if c["status"] in _PROBLEM_STATUSES)
-                return record["facts"]["target"]["name"], frozenset(
-                    _problem_key(c["id"], c.get("endpoint") or "") for c in found
-                )
+                try:
+                    name = record["facts"]["target"]["name"]
+                    found = frozenset(
+                        _problem_key(c["id"], c.get("endpoint") or "")
+                        for c in record["checks"]
+                        if c["status"] in _PROBLEM_STATUSES
+                    )
+                except (KeyError, TypeError, AttributeError) as exc:
+                    raise ValueError(f"a host record is damaged ({type(exc).__name__}: {exc})") from None
+                if not isinstance(name, str):
+                    raise ValueError(f"a host record names no host ({name!r})")
+                return name, found
             return record
 
         data = json.load(results, object_hook=slim)
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
-        return cls(data["run_id"], dict(data["hosts"]))
+        run_id, hosts = data.get("run_id"), data.get("hosts")
+        if not isinstance(run_id, str) or not isinstance(hosts, list) or not all(isinstance(h, tuple) for h in hosts):
+            raise ValueError("its run_id or its host records are not what this version writes")
+        return cls(run_id, dict(hosts))
 
     @cached_property
     def _by_lower(self) -> dict[str, frozenset[str]]:

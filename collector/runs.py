@@ -40,8 +40,10 @@ def previous_baseline(output: Path) -> tuple[Baseline | None, str]:
             return Baseline.read(results), ""
     except OSError as exc:
         return None, f"previous run {folder.name} has no readable results.json ({exc.strerror or exc})"
-    except (ValueError, KeyError, TypeError) as exc:
+    except ValueError as exc:
         return None, f"previous run {folder.name} cannot be compared: {exc}"
+    except RecursionError:
+        return None, f"previous run {folder.name} cannot be compared: its results.json nests too deeply"
 
 
 def prune(output: Path, keep: int) -> list[str]:

@@ -83,6 +83,34 @@ def test_previous_baseline_is_the_run_latest_names_read_back_from_results(tmp_pa
     assert "schema version 99" in runs.previous_baseline(tmp_path)[1]
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("null", "it holds a JSON NoneType, not an object"),
+        ('{"schema_version": 1, "run_id": "x", "hosts": {}}', "its run_id or its host records are not"),
+        ('{"schema_version": 1, "run_id": "x", "hosts": [7]}', "its run_id or its host records are not"),
+        (
+            '{"schema_version": 1, "run_id": "x", "hosts": [{"facts": {"target": {}}, "checks": []}]}',
+            "a host record is damaged (KeyError: 'name')",
+        ),
+        (
+            '{"schema_version": 1, "run_id": "x", "hosts": [{"facts": {"target": {"name": "a"}}, "checks": [null]}]}',
+            "a host record is damaged (TypeError",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "its results.json nests too deeply"),
+    ],
+    ids=["null", "hosts not a list", "host not a record", "no name", "check not a record", "nested"],
+)
+def test_a_damaged_previous_run_is_not_compared_and_the_run_goes_on(tmp_path: Path, content: str, words: str) -> None:
+    """The nightly run reads the previous results.json before it starts; a damaged one costs the
+    comparison (a warning says why), never the run."""
+    publish(tmp_path, run("x", host("a", "rdp.disabled")), "20260101T000000Z")
+    (tmp_path / "20260101T000000Z" / "results.json").write_text(content)
+    baseline, why = runs.previous_baseline(tmp_path)
+    assert baseline is None
+    assert why.startswith("previous run 20260101T000000Z cannot be compared: ") and words in why, why
+
+
 def test_prune_keeps_newest_and_never_the_latest(tmp_path: Path) -> None:
     for i in range(5):
         publish(tmp_path, run("x", host("a")), f"2026010{i + 1}T000000Z")
