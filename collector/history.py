@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import IO, Any
 
-from collector.model import SCHEMA_VERSION, CheckResult, HostChanges, HostReport, RunChanges, RunReport, Status
+from collector.model import (
+    SCHEMA_VERSION,
+    CheckResult,
+    HostChanges,
+    HostReport,
+    RunChanges,
+    RunReport,
+    Status,
+    json_kind,
+)
 
 _PROBLEM_STATUSES = frozenset({Status.FAIL.value, Status.WARN.value})  # CheckResult.is_problem, as JSON
 
@@ -66,7 +75,7 @@ class Baseline:
 
         data = json.load(results, object_hook=slim)
         if not isinstance(data, dict):
-            raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
+            raise ValueError(f"it holds a JSON {json_kind(data)}, not an object")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")

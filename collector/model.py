@@ -382,6 +382,17 @@ def _check_from_dict(d: Mapping[str, Any]) -> CheckResult:
     )
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (for messages about a file of unknown origin)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), type(value).__name__)
+
+
 def host_from_dict(d: Mapping[str, Any]) -> HostReport:
     """Rebuild one host's record (an item of ``results.json``'s ``hosts``)."""
     return HostReport(facts=_facts_from_dict(d["facts"]), checks=tuple(_check_from_dict(c) for c in d["checks"]))

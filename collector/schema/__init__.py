@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from collector.contract import SCHEMAS, ContractError, validate_data
-from collector.model import SCHEMA_VERSION, RunReport
+from collector.model import SCHEMA_VERSION, RunReport, json_kind
 
 FILENAME = "results.schema.json"
 SCHEMA_ID = f"urn:rdp-collector:results:v{SCHEMA_VERSION}"  # a name, not a place: nothing is fetched
@@ -79,7 +79,7 @@ def problem_in(document: Any) -> str:
     shape, checked against the model this schema is generated from, then every probe's ``data``
     against that probe's contract, so that a file of unknown origin cannot break the rendering."""
     if not isinstance(document, dict):
-        return f"it holds a JSON {type(document).__name__}, not an object"
+        return f"it holds a JSON {json_kind(document)}, not an object"
     version = document.get("schema_version")
     if version != SCHEMA_VERSION:
         return f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})"

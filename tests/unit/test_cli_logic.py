@@ -85,7 +85,7 @@ def _broken(change) -> object:
 @pytest.mark.parametrize(
     ("document", "words"),
     [
-        ("null", "it holds a JSON NoneType, not an object"),
+        ("null", "it holds a JSON null, not an object"),
         ("{not json", "is not JSON: Expecting property name"),
         ("[" * 100_000 + "]" * 100_000, "is not a results.json: it nests too deeply"),
         (_broken(lambda d: d.update(schema_version=99)), "results schema version 99 is not supported"),

@@ -86,7 +86,7 @@ def test_previous_baseline_is_the_run_latest_names_read_back_from_results(tmp_pa
 @pytest.mark.parametrize(
     ("content", "words"),
     [
-        ("null", "it holds a JSON NoneType, not an object"),
+        ("null", "it holds a JSON null, not an object"),
         ('{"schema_version": 1, "run_id": "x", "hosts": {}}', "its run_id or its host records are not"),
         ('{"schema_version": 1, "run_id": "x", "hosts": [7]}', "its run_id or its host records are not"),
         (
