@@ -177,7 +177,11 @@ def run_collection(
     try:
         hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, options=options)
         # Cross-host checks need every host; the pages they change are written again at the end.
-        judged = fleet_checks.evaluate_fleet(hosts)
+        try:
+            judged = fleet_checks.evaluate_fleet(hosts)
+        except Exception as exc:  # a bulkhead: every host's own results are published regardless
+            _err(f"warning: the cross-host checks failed ({type(exc).__name__}: {exc}); this run has none")
+            judged = hosts
         for before, after in zip(hosts, judged, strict=True):
             if after is not before and history.problems(after) != history.problems(before):
                 display.host_done(after, revised=True)
@@ -194,13 +198,13 @@ def run_collection(
     finally:
         display.close()
     finished = utc_now()
-    run = dataclasses.replace(
-        so_far,
-        finished=finished,
-        hosts=tuple(hosts),
+    try:
         # Each client's way to its session hosts, joined across the three hosts' facts and events.
-        paths=incident.incident_paths(hosts, since_hours=options.since_hours, now=finished),
-    )
+        paths = incident.incident_paths(hosts, since_hours=options.since_hours, now=finished)
+    except Exception as exc:  # a bulkhead, as above
+        _err(f"warning: the connection paths could not be joined ({type(exc).__name__}: {exc}); this run has none")
+        paths = ()
+    run = dataclasses.replace(so_far, finished=finished, hosts=tuple(hosts), paths=paths)
     if baseline is not None:
         run = dataclasses.replace(run, changes=history.compare(baseline, run))
     try:

@@ -7,9 +7,10 @@ the lab cannot drift from what the scripts produce. A violation names the probe 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from collector.model import ProbeError, ProbeResult
 
@@ -25,6 +26,18 @@ class ContractError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _iso_8601(value: str) -> str:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value[:40]!r} is not an ISO 8601 time") from None
+    return value
+
+
+# A time as the probes write it (yyyy-MM-ddTHH:mm:ssZ); checks and reports compute with it.
+IsoTime = Annotated[str, AfterValidator(_iso_8601)]
 
 
 class _ErrorEntry(_Strict):
@@ -71,8 +84,8 @@ class HostData(_Strict):
     os_version: str | None
     os_build: str | None
     ps_version: str
-    last_boot_utc: str | None  # ISO 8601 UTC
-    utc_now: str  # the host's clock when the probe ran, ISO 8601 UTC
+    last_boot_utc: IsoTime | None  # ISO 8601 UTC
+    utc_now: IsoTime  # the host's clock when the probe ran, ISO 8601 UTC
     secure_channel: bool | None  # Test-ComputerSecureChannel; None when not domain-joined or failed
     schannel: list[SchannelSetting]  # only protocols with a registry override
     strong_crypto: int | None  # .NET SchUseStrongCrypto
@@ -103,8 +116,8 @@ class Certificate(_Strict):
     thumbprint: str
     subject: str
     issuer: str
-    not_before: str | None
-    not_after: str | None
+    not_before: IsoTime | None
+    not_after: IsoTime | None
     has_private_key: bool
     private_key_readable: bool | None
     chain_der: list[str]  # base64 DER
@@ -296,7 +309,7 @@ class ClientData(_Strict):
 class Event(_Strict):
     id: int
     provider: str
-    time_utc: str | None
+    time_utc: IsoTime | None
     level: str
     record_id: int
     data: dict[str, str]

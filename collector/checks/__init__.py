@@ -142,6 +142,17 @@ def catalogue() -> tuple[Check, ...]:
     return host.CHECKS + network.CHECKS + services.CHECKS + rdp.CHECKS + gateway.CHECKS + client.CHECKS
 
 
+def _judged(check: Check, facts: HostFacts) -> Verdict:
+    """The check's verdict; unknown, saying why, if it cannot judge these facts. The contract
+    admits only facts the checks can read, so this is a bulkhead: one check meeting facts it was
+    not written for must not cost the host its other results, nor a nightly run its other hosts."""
+    try:
+        return check.evaluate(facts)
+    except Exception as exc:  # the bulkhead: named in the result, never hidden
+        reason = f"the check could not judge these facts ({type(exc).__name__}: {str(exc)[:200]})"
+        return Verdict(Status.UNKNOWN, check.title, (Evidence("why unknown", reason, "collector"),))
+
+
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """All results for one host: collection problems first, then each applicable check."""
     results = _collection_results(facts) + list(facts.endpoint_results)
@@ -158,7 +169,7 @@ def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[Ch
                 (Evidence("why unknown", reason, "collector"),),
             )
         else:
-            verdict = check.evaluate(facts)
+            verdict = _judged(check, facts)
         results.append(
             CheckResult(
                 id=check.id,

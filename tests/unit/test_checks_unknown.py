@@ -793,3 +793,20 @@ def test_every_catalogued_check_has_a_pass_and_a_problem_case() -> None:
     ids = {entry.id for entry in rules()} - COLLECTION_IDS
     assert ids - passed == set()
     assert ids - problems == set()
+
+
+def test_a_check_that_cannot_judge_its_facts_is_unknown_and_the_others_stand() -> None:
+    """A bulkhead: facts a check was not written for cost that check's verdict, named, and
+    nothing else (not the host's other results, not the run)."""
+    facts = facts_for("session_host")
+    skew, stopped = (next(c for c in catalogue() if c.id == i) for i in ("host.time-skew", "rdp.service-stopped"))
+
+    def unreadable(facts: HostFacts) -> object:
+        raise ValueError("Invalid isoformat string: ' '")
+
+    results = {r.id: r for r in evaluate(facts, [dataclasses.replace(skew, evaluate=unreadable), stopped])}
+    assert results["host.time-skew"].status is Status.UNKNOWN
+    assert why_unknown(results["host.time-skew"]) == (
+        f"{skew.title} | the check could not judge these facts (ValueError: Invalid isoformat string: ' ')"
+    )
+    assert results["rdp.service-stopped"].status is Status.PASS

@@ -263,3 +263,34 @@ def test_display_revised_line_after_cross_host_checks() -> None:
     log = _Terminal(tty=False)
     cli._Display(1, quiet=False, stream=log).host_done(host(Status.FAIL, Severity.CRITICAL), revised=True)
     assert "".join(log.parts) == "h1.corp.example: fail (x.y) [after cross-host checks]\n"
+
+
+def test_a_cross_host_judgement_that_fails_costs_its_results_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The cross-host checks and connection paths run once every host is in: an exception there
+    (facts no one foresaw) must not leave a finished collection unpublished."""
+    from collector import inventory
+    from collector.model import HostFacts
+
+    inv = inventory.parse("hosts:\n  - name: a.example\n    roles: [session_host]\n", "inv.yaml")
+
+    def collected(targets, passwords, *, on_host_done, **_):
+        report = HostReport(
+            HostFacts(target=targets[0]), (CheckResult("x.y", Status.PASS, Severity.CRITICAL, "t", "a.example"),)
+        )
+        return [on_host_done(report) or report]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "run_hosts", collected)
+    monkeypatch.setattr(cli.fleet_checks, "evaluate_fleet", broken)
+    monkeypatch.setattr(cli.incident, "incident_paths", broken)
+    code = cli.run_collection(inv, output=tmp_path, concurrency=1, fail_on=Severity.CRITICAL, quiet=True, environ={})
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "warning: the cross-host checks failed (RuntimeError: boom); this run has none" in err
+    assert "warning: the connection paths could not be joined (RuntimeError: boom); this run has none" in err
+    published = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert [h["facts"]["target"]["name"] for h in published["hosts"]] == ["a.example"]

@@ -66,3 +66,31 @@ def test_output_nested_without_end_is_refused_not_a_recursion_error() -> None:
     for output in (deep, envelope):
         with pytest.raises(contract.ContractError, match="output nests too deeply to be a probe's JSON"):
             contract.parse_output("host", [output])
+
+
+BAD_TIME = "Tuesday, 3 PM"
+
+
+def _host_time(data: dict, field: str) -> None:
+    data[field] = BAD_TIME
+
+
+def _event_time(data: dict, field: str) -> None:
+    event = {"id": 1026, "provider": "p", "level": "Information", "record_id": 1, "data": {}, "message": None}
+    data["logs"][0]["events"] = [{**event, field: BAD_TIME}]
+
+
+@pytest.mark.parametrize(
+    ("probe", "field", "spoil"),
+    [("host", "utc_now", _host_time), ("host", "last_boot_utc", _host_time), ("events", "time_utc", _event_time)],
+)
+def test_times_must_be_iso_8601(probe: str, field: str, spoil) -> None:
+    """Checks and reports compute with these times: one a host wrote otherwise is bad output of
+    that probe, not an exception in a check."""
+    from tests.unit.test_checks_catalogue import facts_for
+
+    data = json.loads(json.dumps(facts_for("client").probes[probe].data))
+    spoil(data, field)
+    envelope = json.dumps({"probe": probe, "version": 1, "errors": [], "data": data})
+    with pytest.raises(contract.ContractError, match=f"{field}: Value error, '{BAD_TIME}' is not an ISO 8601 time"):
+        contract.parse_output(probe, [envelope])
