@@ -332,6 +332,12 @@ def test_collect_demo_end_to_end(tmp_path: Path) -> None:
     assert "rdsh02.lab.test" in index and "rdp.service-stopped" in index
     page = (latest / "hosts" / "rdsh02.lab.test.html").read_text()
     assert "TermService not running on the session host" in page and "Start-Service -Name TermService" in page
+    # Pages written while the run went on (from whole reports, summaries kept, some written again
+    # at the end) are exactly what results.json renders to afresh.
+    rendered = run_collect("render", str(latest / "results.json"), "--output", str(tmp_path / "again"))
+    assert rendered.returncode == 0, rendered.stderr
+    for written in [latest / "index.html", *sorted((latest / "hosts").iterdir())]:
+        assert written.read_bytes() == (tmp_path / "again" / written.relative_to(latest)).read_bytes(), written.name
     # No secret anywhere in what was written or printed.
     for path in out.rglob("*"):
         if path.is_file():
