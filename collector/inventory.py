@@ -151,11 +151,12 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 64  # an inventory nests a few levels: deeper is a mistake
 
 
-def _check_duplicates(
+def _check_tree(
     node: yaml.Node, file: str, path: str, problems: list[Problem], ancestors: tuple[yaml.Node, ...] = ()
 ) -> bool:
-    """Record duplicate keys; False when the document cannot be walked (an alias inside its own
-    anchor, such as ``hosts: &h [*h]``, nests without end), so its data must not be validated."""
+    """Record duplicate keys (PyYAML would keep the last one silently); False when the document
+    cannot be walked (an alias inside its own anchor, such as ``hosts: &h [*h]``, nests without
+    end), so its data must not be validated."""
     line = node.start_mark.line + 1
     if any(node is above for above in ancestors):
         problems.append(
@@ -176,11 +177,11 @@ def _check_duplicates(
                     Problem(file, key_line, _join(path, key), f"duplicate key (first set on line {seen[key]})")
                 )
             seen.setdefault(key, key_line)
-            if not _check_duplicates(value_node, file, _join(path, key), problems, inside):
+            if not _check_tree(value_node, file, _join(path, key), problems, inside):
                 return False
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            if not _check_duplicates(item, file, f"{path}[{index}]", problems, inside):
+            if not _check_tree(item, file, f"{path}[{index}]", problems, inside):
                 return False
     return True
 
@@ -283,7 +284,7 @@ def from_document(data: Any, file: str, root: yaml.Node | None = None) -> Invent
         raise InventoryError([Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")])
 
     problems: list[Problem] = []
-    if root is not None and not _check_duplicates(root, file, "", problems):
+    if root is not None and not _check_tree(root, file, "", problems):
         raise InventoryError(sorted(problems, key=lambda p: p.line))
     try:
         model = _Inventory.model_validate(data)

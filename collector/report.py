@@ -716,7 +716,6 @@ class RunWriter:
         (self.partial / "hosts").mkdir(parents=True)
         (self.partial / self.RECORDS).mkdir()
         self._done: dict[str, HostReport] = {}  # by name, what the run keeps: a host written again replaces itself
-        self._summarized: set[str] = set()  # names whose kept report is a summary
         self._lock = threading.Lock()  # hosts finish on the runner's worker threads
         # One thread writes pages as hosts finish, so the runner's loop goes straight back to
         # starting hosts: rendering is the heaviest thing the collector does between probes.
@@ -726,16 +725,14 @@ class RunWriter:
     def _record(self, host: HostReport) -> Path:
         return self.partial / self.RECORDS / (host_filename(host.name).removesuffix(".html") + ".json")
 
+    def _kept_whole(self, name: str) -> bool:
+        return self._whole is None or name.lower() in self._whole
+
     def keep(self, report: HostReport) -> HostReport:
         """Take ``report`` as written (or about to be): what the run should keep of it from now on."""
-        name = report.name.lower()
-        kept = report if self._whole is None or name in self._whole else summary(report)
+        kept = report if self._kept_whole(report.name) else summary(report)
         with self._lock:
-            self._done[name] = kept
-            if kept is report:
-                self._summarized.discard(name)
-            else:
-                self._summarized.add(name)
+            self._done[report.name.lower()] = kept
         return kept
 
     def write_host(self, report: HostReport, run_so_far: RunReport) -> HostReport:
@@ -785,11 +782,10 @@ class RunWriter:
     def _whole_report(self, host: HostReport) -> HostReport:
         """``host`` with everything it was judged on: itself, or for a summary the record written
         for it, plus any result the cross-host checks added after its own."""
-        name = host.name.lower()
-        if name not in self._summarized:
+        if self._kept_whole(host.name):
             return host
         written = host_from_dict(json.loads(self._record(host).read_text(encoding="utf-8")))
-        added = host.checks[len(self._done[name].checks) :]
+        added = host.checks[len(self._done[host.name.lower()].checks) :]
         return dataclasses.replace(written, checks=(*written.checks, *added)) if added else written
 
     def finish(self, run_report: RunReport) -> Path:
