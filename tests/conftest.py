@@ -11,11 +11,21 @@ point ``KRB5_CONFIG`` and ``KRB5CCNAME`` at that realm for their own duration.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from collector.lab.kdc import DEFAULT_REALM, krb5_conf_text
+
+# The suite is a specification, so its property tests draw the same examples on every machine
+# and every run: a red CI is then a change in the code, reproducible from the log, not a new
+# draw. Searching for new failures is a separate, longer run:
+# HYPOTHESIS_PROFILE=explore pytest tests/unit -k fuzz
+settings.register_profile("suite", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", max_examples=5000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -100,7 +100,7 @@ def damaged(mutations: list[tuple[tuple, Any]]) -> Any:
     document: Any = copy.deepcopy(BASE)
     for path, value in mutations:
         with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier change removed the way there
-            document = put(document, path, value)
+            document = put(document, path, copy.deepcopy(value))  # never one object in two places
     return document
 
 
@@ -125,3 +125,11 @@ def test_a_damaged_previous_run_is_read_or_set_aside_with_a_reason(mutations: li
         os.symlink("20260101T000000Z", output / "latest")
         baseline, why = runs.previous_baseline(output)
     assert baseline is not None or why.startswith("previous run 20260101T000000Z cannot be compared: ")
+
+
+def test_damage_never_puts_one_object_in_two_places() -> None:
+    """The drawn values are shared objects; placed twice, they made the document circular (a
+    failure of this harness, not of the collector, seen once in CI)."""
+    value = {"a": 1}
+    document = damaged([((), value), (("schema_version",), value)])
+    assert json.loads(json.dumps(document)) == {"a": 1, "schema_version": {"a": 1}}
