@@ -22,6 +22,9 @@ class Role(enum.StrEnum):
     SESSION_HOST = "session_host"
 
 
+WHY_UNKNOWN = "why unknown"  # the evidence label an unknown check's reason travels under
+
+
 class Status(enum.StrEnum):
     """Outcome of one check. ``unknown`` means the facts it needs were not collected."""
 
@@ -154,6 +157,11 @@ class CheckResult:
     @property
     def is_problem(self) -> bool:
         return self.status in (Status.FAIL, Status.WARN)
+
+    @property
+    def why_unknown(self) -> str:
+        """Why an unknown check could not judge (its "why unknown" evidence); empty when it says not."""
+        return next((e.value for e in self.evidence if e.label == WHY_UNKNOWN), "")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,19 @@ def _check(check_id: str, status: Status, host: str) -> CheckResult:
     )
 
 
+def _not_judged(check_id: str, host: str) -> CheckResult:
+    """An unknown check whose reason is hostile; three alike fold into one line on the page."""
+    return CheckResult(
+        id=check_id,
+        status=Status.UNKNOWN,
+        severity=Severity.WARNING,
+        title=f"{SVG} title: not judged ({SCRIPT} {TEMPLATE})",
+        host=host,
+        evidence=(Evidence(label="why unknown", value=f"{SCRIPT} {TEMPLATE}", vantage=ATTR),),
+        endpoint=f"{STYLE}:3389",
+    )
+
+
 def hostile_run() -> RunReport:
     gw_name, sh_name, client_name = "gw01.corp.example", "rdsh01.corp.example", "client01.corp.example"
     certificate = {
@@ -113,7 +126,11 @@ def hostile_run() -> RunReport:
             started=SCRIPT,
             finished=IMG,
         ),
-        checks=(_check(f"rdg.{IMG}", Status.FAIL, gw_name), _check(f"{SCRIPT}.x", Status.UNKNOWN, gw_name)),
+        checks=(
+            _check(f"rdg.{IMG}", Status.FAIL, gw_name),
+            _check(f"{SCRIPT}.x", Status.UNKNOWN, gw_name),
+            *(_not_judged(f"cert.{ATTR}{n}", gw_name) for n in range(3)),
+        ),
     )
     session_host = HostReport(
         facts=HostFacts(

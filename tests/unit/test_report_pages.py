@@ -75,6 +75,64 @@ def test_checks_are_grouped_by_concern_problems_first_inside_and_across() -> Non
     assert groups[0].worst is F and (groups[0].count(F), groups[0].count(S)) == (1, 1)
 
 
+def unknown(check_id: str, why: str, endpoint: str = "", title: str = "") -> CheckResult:
+    evidence = (Evidence("endpoint", endpoint, "workstation"), Evidence("why unknown", why, "workstation"))
+    return CheckResult(
+        check_id, U, Severity.CRITICAL, title or f"title of {check_id}", "h", evidence, endpoint=endpoint
+    )
+
+
+def test_unknowns_that_say_the_same_thing_fold_into_one_line_where_the_first_stood() -> None:
+    ep, other = "rdsh1:3389", "gw1:443"
+    checks = (
+        chk("cert.name-mismatch", F),
+        unknown("cert.expired", "no TCP connection", ep, "No certificate has expired: not judged (no TCP connection)"),
+        unknown("cert.untrusted", "no TCP connection", ep),
+        chk("cert.weak-key", S),
+        unknown("cert.chain-order", "no TCP connection", ep),
+        unknown("cert.self-signed", "no TCP connection", other),  # another endpoint: its own line
+        unknown("cert.weak-signature", "probe x failed", ep),  # another reason: its own line
+        unknown("cert.expires-soon", "probe x failed", ep),
+    )
+    rows = report.fold_unknowns(checks)
+    assert [r.id if isinstance(r, CheckResult) else "folded" for r in rows] == [
+        "cert.name-mismatch",
+        "folded",
+        "cert.weak-key",
+        "cert.self-signed",
+        "cert.weak-signature",
+        "cert.expires-soon",
+    ]
+    folded = rows[1]
+    assert isinstance(folded, report.NotJudged)
+    assert (folded.reason, folded.endpoint) == ("no TCP connection", ep)
+    assert [c.id for c in folded.checks] == ["cert.expired", "cert.untrusted", "cert.chain-order"]
+    assert folded.plain_title(folded.checks[0]) == "No certificate has expired"
+    # Fewer than FOLD_AT alike stay one by one; a group's rows are its checks folded.
+    assert report.fold_unknowns(checks[1:3]) == checks[1:3]
+    assert report.group_checks(checks)[0].rows == report.fold_unknowns(report.sorted_checks(checks))
+
+
+def test_an_unknown_line_says_why_not_its_first_evidence() -> None:
+    check = unknown("net.tls-handshake", "no TCP connection", "rdsh1:3389")
+    assert check.why_unknown == "no TCP connection"
+    assert chk("rdp.disabled", S).why_unknown == ""
+    html = report.render_host(rep("h", (Role.SESSION_HOST,), (check,)), run_of())
+    assert '<span class="why">no TCP connection</span>' in html
+    assert '<span class="why">rdsh1:3389</span>' not in html
+
+
+def test_a_refused_endpoint_shows_its_unjudged_certificate_checks_as_one_line() -> None:
+    from collector.checks import certs as cert_checks
+
+    results = cert_checks.unknown_results("no TCP connection", host="h", endpoint="h:3389", vantage="workstation")
+    html = report.render_host(rep("h", (Role.SESSION_HOST,), results), run_of())
+    assert html.count('class="check unknown folded"') == 1
+    assert f"{len(results)} checks not judged" in html
+    assert re.findall(r'<li data-check="([^"]+)">', html) == [c.id for c in report.sorted_checks(results)]
+    assert ": not judged (no TCP connection)" not in html  # said once, on the line, not in every title
+
+
 def test_headline_is_the_worst_finding_ordered_cause_first() -> None:
     host = rep("s1", (Role.SESSION_HOST,), (chk("rdp.not-listening", F), chk("rdp.service-stopped", F)))
     headline = report.host_headline(host, (), (host,))
@@ -297,6 +355,8 @@ def test_every_hostile_string_is_escaped_on_every_page(tmp_path: Path) -> None:
     assert "{{ 7*7 }}{% raw %}" in gateway  # data is never a template
     # The certificate's subject is markup too; it is shown as text, and days left count from the run.
     assert "expired 3 days ago" in gateway and "&#34;&gt;&lt;img src=x onerror=" in gateway
+    # Unknowns folded into one line escape their shared reason, endpoint and each title.
+    assert "3 checks not judged" in gateway and "&lt;/style&gt;&lt;script&gt;window.__pwned=5" in gateway
 
 
 def test_host_pages_written_during_a_run_are_rewritten_with_every_hop_known(tmp_path: Path) -> None:
