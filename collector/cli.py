@@ -505,15 +505,50 @@ def rules_markdown(entries: Sequence[checks.CatalogueEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _chosen_rules(entries: Sequence[checks.CatalogueEntry], ids: Sequence[str]) -> list[checks.CatalogueEntry]:
+    """The entries ``ids`` name, in the order asked; an id that names none is a usage error."""
+    chosen: list[checks.CatalogueEntry] = []
+    for wanted in ids:
+        prefix = wanted.lower().removesuffix("*")
+        found = [e for e in entries if (e.id.startswith(prefix) if wanted.endswith("*") else e.id == wanted.lower())]
+        if not found:
+            raise UsageError(f"no check is called {wanted!r} ('collect rules' lists every check id)")
+        chosen += [e for e in found if e not in chosen]
+    return chosen
+
+
+def _rule_text(entry: checks.CatalogueEntry) -> str:
+    lines = [
+        f"{entry.id}  ({entry.severity.value})",
+        f"  checks:   {entry.title}",
+        f"  seen by:  {', '.join(entry.vantage)}",
+        "  when it fails:",
+        *(f"    {line}" for line in entry.remediation.strip().splitlines()),
+    ]
+    if entry.references:
+        lines.append("  references: " + "; ".join(entry.references))
+    return "\n".join(lines) + "\n"
+
+
 def cmd_rules(argv: Sequence[str]) -> int:
     import json
 
-    parser = argparse.ArgumentParser(prog="collect rules", description="List the check catalogue.")
+    parser = argparse.ArgumentParser(
+        prog="collect rules",
+        description="List the check catalogue; with check ids, each one whole: what it checks, from where, "
+        "what to do when it fails and where that comes from.",
+    )
+    parser.add_argument("ids", nargs="*", metavar="ID", help="check ids (cert.expired) or concerns (cert.*)")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="the catalogue as JSON")
     output.add_argument("--markdown", action="store_true", help="a Markdown table (docs/checks.md is made from it)")
     args = parser.parse_args(argv)
     entries = checks.rules()
+    if args.ids:
+        entries = _chosen_rules(entries, args.ids)
+        if not args.json and not args.markdown:
+            sys.stdout.write("\n".join(_rule_text(e) for e in entries))
+            return EXIT_OK
     if args.markdown:
         sys.stdout.write(rules_markdown(entries))
         return EXIT_OK
@@ -642,6 +677,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; the previous 'latest' run is unchanged")
         return 130
+    except BrokenPipeError:
+        # Whoever read the output stopped reading (`collect rules | head`): nothing is wrong and
+        # nothing more is to be said. What is still buffered goes nowhere, not into a traceback
+        # at exit; the status is what a POSIX shell reports for a writer ended by SIGPIPE (13).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

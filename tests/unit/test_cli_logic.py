@@ -294,3 +294,18 @@ def test_a_cross_host_judgement_that_fails_costs_its_results_not_the_run(
     assert "warning: the connection paths could not be joined (RuntimeError: boom); this run has none" in err
     published = json.loads((tmp_path / "latest" / "results.json").read_text())
     assert [h["facts"]["target"]["name"] for h in published["hosts"]] == ["a.example"]
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
+    """`collect rules | head -2`: the pipe closes before the catalogue is written; no traceback."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "collector.cli", "rules"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # no reader left: the first write fails
+    errors = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert errors == ""

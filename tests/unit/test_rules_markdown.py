@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,28 @@ def test_json_and_markdown_are_exclusive(capsys: pytest.CaptureFixture[str]) -> 
         cli.main(["rules", "--json", "--markdown"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_rules_with_ids_print_each_check_whole_in_the_order_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "net.tls-handshake", "cert.expired"]) == 0
+    out = capsys.readouterr().out
+    blocks = out.split("\n\n")
+    assert [b.splitlines()[0] for b in blocks] == ["net.tls-handshake  (critical)", "cert.expired  (critical)"]
+    [entry] = [e for e in checks.rules() if e.id == "cert.expired"]
+    assert "  checks:   No certificate on the path has expired\n  seen by:  workstation\n" in blocks[1]
+    for line in entry.remediation.strip().splitlines():  # the whole remediation, indented
+        assert f"    {line}\n" in blocks[1]
+    assert blocks[1].rstrip().endswith("references: " + "; ".join(entry.references))
+
+
+def test_rules_with_a_concern_take_every_check_of_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "cert.*", "cert.expired", "--json"]) == 0
+    ids = [e["id"] for e in json.loads(capsys.readouterr().out)]
+    assert ids == [e.id for e in checks.rules() if e.id.startswith("cert.")]  # once each
+
+
+def test_rules_with_an_id_nobody_has_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "cert.expired", "cert.nope"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "collect: no check is called 'cert.nope' ('collect rules' lists every check id)\n"
