@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from collector import certs
 from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, WHERE_BOUND
-from collector.model import CheckResult, Severity, Status, to_dict
+from collector.model import CheckResult, NotJudged, Severity, Status, fold_unknowns, to_dict
 from collector.probes.tcp import DEFAULT_TIMEOUT_S
 from collector.workstation import VANTAGE, EndpointReport, check_rdp, check_tls
 
@@ -54,7 +54,13 @@ def render_text(report: EndpointReport) -> str:
     """The readable verdict: one line per check (problems first), the chain, then what to do."""
     lines = [f"{report.command} {report.endpoint} from {VANTAGE} (connecting to {report.address})", ""]
     width = max(len(r.id) for r in report.results)
-    for r in ordered(report.results):
+    for r in fold_unknowns(ordered(report.results)):
+        if isinstance(r, NotJudged):
+            worst = max((c.severity for c in r.checks), key=lambda s: s.rank)
+            count = f"{len(r.checks)} checks"
+            ids = ", ".join(c.id for c in r.checks)
+            lines.append(f"unknown {worst.value:8} {count:{width}}  not judged ({r.reason}): {ids}")
+            continue
         status = r.status.value.upper() if r.is_problem else r.status.value
         lines.append(f"{status:7} {_level(r).value:8} {r.id:{width}}  {r.title}")
     lines.append("")

@@ -41,12 +41,14 @@ from collector.model import (
     HostFacts,
     HostReport,
     IncidentPath,
+    NotJudged,
     PathHop,
     ProbeError,
     Role,
     RunReport,
     Severity,
     Status,
+    fold_unknowns,
     host_from_dict,
     to_dict,
 )
@@ -222,40 +224,6 @@ class CheckGroup:
     def rows(self) -> tuple[CheckResult | NotJudged, ...]:
         """What the page lists: the checks, with unknowns that say the same thing folded."""
         return fold_unknowns(self.checks)
-
-
-@dataclass(frozen=True)
-class NotJudged:
-    """Unknown checks of one concern that could not judge for the same reason at the same
-    endpoint, shown as one line: eleven ``cert.*`` checks behind one refused port say one thing."""
-
-    reason: str
-    endpoint: str
-    checks: tuple[CheckResult, ...]
-
-    def plain_title(self, check: CheckResult) -> str:
-        """The check's title without the reason the line already gives once."""
-        return check.title.removesuffix(f": not judged ({self.reason})")
-
-
-FOLD_AT = 3  # this many unknowns sharing a reason fold into one line; fewer read as well one by one
-
-
-def fold_unknowns(checks: Sequence[CheckResult]) -> tuple[CheckResult | NotJudged, ...]:
-    """``checks`` in order, with the unknowns that share a reason and endpoint (``FOLD_AT`` or
-    more) as one ``NotJudged`` where the first of them stood."""
-    alike: dict[tuple[str, str], list[CheckResult]] = {}
-    for check in checks:
-        if check.status is Status.UNKNOWN and check.why_unknown:
-            alike.setdefault((check.why_unknown, check.endpoint), []).append(check)
-    rows: list[CheckResult | NotJudged] = []
-    for check in checks:
-        same = alike.get((check.why_unknown, check.endpoint), []) if check.status is Status.UNKNOWN else []
-        if len(same) < FOLD_AT:
-            rows.append(check)
-        elif check is same[0]:
-            rows.append(NotJudged(check.why_unknown, check.endpoint, tuple(same)))
-    return tuple(rows)
 
 
 def group_checks(checks: Iterable[CheckResult]) -> tuple[CheckGroup, ...]:

@@ -266,6 +266,18 @@ def test_refused_connection_is_a_result_and_one_line(closed_port: int) -> None:
     ]
 
 
+def test_a_refused_port_says_once_what_it_leaves_unjudged(closed_port: int) -> None:
+    run = collect("check-tls", GW, "--address", "127.0.0.1", "--port", str(closed_port))
+    lines = run.stdout.splitlines()
+    [line] = [x for x in lines if "not judged (no TCP connection): " in x]
+    ids = line.split("not judged (no TCP connection): ", 1)[1].split(", ")
+    assert line.startswith(f"unknown critical {len(ids)} checks ")
+    assert set(ids) == {"net.tls-handshake", *CERT_CHECK_IDS}  # every check the refused port left unjudged
+    assert not [x for x in lines if x.endswith("not judged (no TCP connection)")]  # none on a line of its own
+    # A reason only one check gives keeps its own line.
+    assert [x for x in lines if x.startswith("unknown critical rdg.http-transport ")]
+
+
 @pytest.fixture
 def closed_port() -> int:
     import socket

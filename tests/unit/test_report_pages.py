@@ -26,6 +26,7 @@ from collector.model import (
     HostFacts,
     HostReport,
     HostTarget,
+    NotJudged,
     ProbeError,
     ProbeResult,
     Role,
@@ -33,6 +34,7 @@ from collector.model import (
     RunReport,
     Severity,
     Status,
+    fold_unknowns,
 )
 from tests.browser import hostile
 
@@ -94,7 +96,7 @@ def test_unknowns_that_say_the_same_thing_fold_into_one_line_where_the_first_sto
         unknown("cert.weak-signature", "probe x failed", ep),  # another reason: its own line
         unknown("cert.expires-soon", "probe x failed", ep),
     )
-    rows = report.fold_unknowns(checks)
+    rows = fold_unknowns(checks)
     assert [r.id if isinstance(r, CheckResult) else "folded" for r in rows] == [
         "cert.name-mismatch",
         "folded",
@@ -104,13 +106,13 @@ def test_unknowns_that_say_the_same_thing_fold_into_one_line_where_the_first_sto
         "cert.expires-soon",
     ]
     folded = rows[1]
-    assert isinstance(folded, report.NotJudged)
+    assert isinstance(folded, NotJudged)
     assert (folded.reason, folded.endpoint) == ("no TCP connection", ep)
     assert [c.id for c in folded.checks] == ["cert.expired", "cert.untrusted", "cert.chain-order"]
     assert folded.plain_title(folded.checks[0]) == "No certificate has expired"
     # Fewer than FOLD_AT alike stay one by one; a group's rows are its checks folded.
-    assert report.fold_unknowns(checks[1:3]) == checks[1:3]
-    assert report.group_checks(checks)[0].rows == report.fold_unknowns(report.sorted_checks(checks))
+    assert fold_unknowns(checks[1:3]) == checks[1:3]
+    assert report.group_checks(checks)[0].rows == fold_unknowns(report.sorted_checks(checks))
 
 
 def test_an_unknown_line_says_why_not_its_first_evidence() -> None:
