@@ -297,7 +297,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="collect",
         description="Diagnose Remote Desktop failures across Windows hosts over WinRM.",
         epilog="Other commands: collect demo | collect explain CODE [EXTENDED] | collect check-tls NAME | "
-        "collect check-rdp NAME | collect rules [--json|--markdown] | collect render RESULTS.json | collect lab. "
+        "collect check-rdp NAME | collect rules [ID...] | collect render RESULTS.json | collect lab. "
         "Exit codes: 0 nothing at or above --fail-on, 1 problems found, 2 usage or configuration error.",
     )
     parser.add_argument("--version", action="version", version=f"collect {tool_version()}")
@@ -666,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
     command = COMMANDS.get(args[0]) if args else None
     try:
+        if command is None and args and not args[0].startswith("-"):
+            raise UsageError(
+                f"no command is called {args[0]!r} (commands: {', '.join(sorted(COMMANDS))}; collect --help)"
+            )
         return command(args[1:]) if command else cmd_run(args)
     except inventory.InventoryError as exc:
         for problem in exc.problems:

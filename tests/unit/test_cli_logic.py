@@ -309,3 +309,11 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
     errors = process.stderr.read().decode()
     assert process.wait(timeout=60) == 141
     assert errors == ""
+
+
+def test_a_word_that_is_no_command_is_named_with_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rendr", "results.json"]) == 2
+    assert capsys.readouterr().err == (
+        "collect: no command is called 'rendr' "
+        "(commands: check-rdp, check-tls, demo, explain, lab, render, rules; collect --help)\n"
+    )
