@@ -14,6 +14,10 @@ one figure a line:
     cpu_s_per_host: the collector's user + system CPU time divided by N
     lab_cpu_s_per_host: the lab's CPU time during the run, divided by N (it shares the machine)
     cpu_floor: (collector CPU + lab CPU) / cores: no run on this machine can be faster
+    machine_busy: the share of the machine's CPU time (every core, every process) that was busy
+    one_core_hosts_per_s: 1 / cpu_s_per_host: the collector's Python runs on one core at a time
+        (one interpreter lock), so it cannot collect hosts faster than this
+    ideal_hosts_per_s: C / (probe seconds + 5 round trips): the pace the ideal bound assumes
     speedup vs naive: per host, against one Client.execute_ps per probe, host after host
 
 Why the ideal counts five round trips: a PSRP session needs at least Create (the runspace pool),
@@ -62,9 +66,15 @@ def fleet_hosts(count: int) -> list:
     ]
 
 
-def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[float, float, float, float]:
-    """Wall seconds, peak RSS in MB and CPU seconds of one `collect` process, and the CPU seconds
-    this process (the lab's servers) spent meanwhile.
+def _machine_ticks() -> tuple[int, int]:
+    """All CPU time and idle CPU time of the machine so far, in clock ticks (Linux ``/proc``)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]  # idle + iowait
+
+
+def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[float, float, float, float, float]:
+    """Wall seconds, peak RSS in MB and CPU seconds of one `collect` process, the CPU seconds
+    this process (the lab's servers) spent meanwhile, and how busy the machine was.
 
     The peak is the collector's own high-water mark (``VmHWM``), read while it runs: the child's
     ``ru_maxrss`` would also count this process's memory (the lab's) at the moment it was spawned,
@@ -72,6 +82,7 @@ def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[floa
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab_before = resource.getrusage(resource.RUSAGE_SELF)
+    ticks_before = _machine_ticks()
     start = time.monotonic()
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
@@ -98,13 +109,15 @@ def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[floa
         stderr.seek(0)
         errors = stderr.read().decode(errors="replace")
     wall = time.monotonic() - start
+    total, idle = (now - then for now, then in zip(_machine_ticks(), ticks_before, strict=True))
+    busy = 1 - idle / total if total else 0.0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lab_after = resource.getrusage(resource.RUSAGE_SELF)
     lab_cpu = (lab_after.ru_utime - lab_before.ru_utime) + (lab_after.ru_stime - lab_before.ru_stime)
     if process.returncode not in (0, 1):
         raise SystemExit(f"collect failed ({process.returncode}): {errors.strip()[-500:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, peak_kb / 1024, cpu, lab_cpu
+    return wall, peak_kb / 1024, cpu, lab_cpu, busy
 
 
 def _high_water_kb(pid: int) -> int:
@@ -151,7 +164,7 @@ def main() -> None:
         fleet = LabFleet(fleet_hosts(args.hosts), PASSWORD, work / "lab", latency=rtt, probe_seconds=args.probe_seconds)
         with fleet:
             inventory = fleet.write_inventory(work / "inventory.yaml")
-            wall, rss_mb, cpu, lab_cpu = run_collector(inventory, work / "out", args.concurrency)
+            wall, rss_mb, cpu, lab_cpu, busy = run_collector(inventory, work / "out", args.concurrency)
         naive_fleet = LabFleet(
             fleet_hosts(args.naive_hosts), PASSWORD, work / "naive", latency=rtt, probe_seconds=args.probe_seconds
         )
@@ -170,6 +183,9 @@ def main() -> None:
     print(f"cpu_s_per_host: {cpu / args.hosts:.3f}")
     print(f"lab_cpu_s_per_host: {lab_cpu / args.hosts:.3f}")
     print(f"cpu_floor: {(cpu + lab_cpu) / (os.cpu_count() or 1):.2f}")
+    print(f"machine_busy: {busy:.2f}")
+    print(f"one_core_hosts_per_s: {args.hosts / cpu:.1f}")
+    print(f"ideal_hosts_per_s: {args.concurrency / (args.probe_seconds + 5 * rtt):.1f}")
     print(f"speedup vs naive: {(naive / args.naive_hosts) / (wall / args.hosts):.1f}")
 
 

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ("wall", "ideal", "ratio", "peak_rss_mb", "cpu_s_per_host", "lab_cpu_s_per_host", "cpu_floor")
+FIGURES += ("machine_busy", "one_core_hosts_per_s", "ideal_hosts_per_s")
 
 
 def test_the_fleet_benchmark_prints_one_figure_a_line() -> None:
@@ -37,4 +40,8 @@ def test_the_fleet_benchmark_prints_one_figure_a_line() -> None:
     # The collector's own peak (an interpreter with its libraries loaded), not the lab's or zero.
     assert 30 < figures["peak_rss_mb"] < 1000
     assert figures["cpu_s_per_host"] > 0 and figures["lab_cpu_s_per_host"] > 0
+    assert 0 < figures["machine_busy"] <= 1
+    # Printed to one decimal from the same CPU time as cpu_s_per_host (three decimals).
+    assert figures["one_core_hosts_per_s"] == pytest.approx(1 / figures["cpu_s_per_host"], rel=0.1)
+    assert figures["ideal_hosts_per_s"] == 8.0  # two hosts at once, 0.25 s each
     assert lines[-1].startswith("speedup vs naive: ") and float(lines[-1].split(": ")[1]) > 0
