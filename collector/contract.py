@@ -140,9 +140,20 @@ class FirewallRule(_Strict):
     enabled: bool
     direction: str
     action: str
-    profiles: str
+    profiles: str  # Any, or the profiles it applies to: "Domain, Private"
     protocol: str
     local_ports: list[str]
+    source: str = ""  # PolicyStoreSourceType: Local, GroupPolicy...; absent from earlier results
+
+
+class FirewallProfile(_Strict):
+    """One Windows Firewall profile as enforced (Group Policy merged with the host's own settings)."""
+
+    name: str  # Domain, Private, Public
+    enabled: str  # GpoBoolean: True, False, NotConfigured
+    default_inbound_action: str  # Block, Allow, NotConfigured
+    allow_inbound_rules: str  # False: "Block all incoming connections, including ... allowed apps"
+    allow_local_firewall_rules: str  # False: Group Policy ignores the host's own rules
 
 
 class Principal(_Strict):
@@ -186,6 +197,9 @@ class RdpConfigData(_Strict):
     general_setting: GeneralSetting | None
     listener_certificate: Certificate | None
     firewall_rules: list[FirewallRule]
+    # Absent from results written before they were collected: read as "not known".
+    firewall_profiles: list[FirewallProfile] = []
+    network_categories: list[str] = []  # DomainAuthenticated, Private, Public: one per connected network
     user_rights: UserRights | None  # None when secedit /export failed
     licensing: Licensing
 

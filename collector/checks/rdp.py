@@ -78,19 +78,72 @@ def rdp_not_listening(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, f"TermService listens on TCP {port}", tuple(evidence))
 
 
+PROFILE_OF_NETWORK = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": "Public"}
+
+
+def _names(profiles: list[Mapping[str, Any]]) -> str:
+    return " and ".join(p["name"] for p in profiles)
+
+
+def _profile_text(profile: Mapping[str, Any]) -> str:
+    state = "off" if profile["enabled"] == "False" else "on"
+    rules = "BLOCKS ALL INCOMING (no rule applies)" if profile["allow_inbound_rules"] == "False" else "rules apply"
+    local = "; the host's own rules ignored (Group Policy)" if profile["allow_local_firewall_rules"] == "False" else ""
+    return f"firewall {state}, inbound default {profile['default_inbound_action']}, {rules}{local}"
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    source = f", from {rule['source']}" if rule.get("source") else ""
+    return (
+        f"{'enabled' if rule['enabled'] else 'DISABLED'}, {rule['direction']}, {rule['action']}, "
+        f"{rule['protocol']} {','.join(rule['local_ports'])}, profiles {rule['profiles']}{source}"
+    )
+
+
+def _applies(rule: Mapping[str, Any], profile: Mapping[str, Any]) -> bool:
+    return rule["profiles"] == "Any" or profile["name"] in {p.strip() for p in rule["profiles"].split(",")}
+
+
 def rdp_firewall_closed(facts: HostFacts) -> Verdict:
-    rules = facts.probes["rdp_config"].data["firewall_rules"]
+    """Whether Windows Firewall, as enforced, lets TCP in to the RDP port. The profile of each
+    connected network decides (a server whose network is taken for Public loses a Domain-only
+    rule), and a profile that blocks all incoming connections overrides every rule."""
+    data = facts.probes["rdp_config"].data
+    rules = data["firewall_rules"]
+    profiles = data.get("firewall_profiles") or []
     port = str(_rdp_port(facts))
     v = _vantage(facts, "rdp_config")
-    evidence = tuple(
-        Evidence(
-            r["display_name"] or r["name"],
-            f"{'enabled' if r['enabled'] else 'DISABLED'}, {r['direction']}, "
-            f"{r['action']}, {r['protocol']} {','.join(r['local_ports'])}, profiles {r['profiles']}",
-            v,
-        )
-        for r in rules
+    networks = {PROFILE_OF_NETWORK.get(c, c) for c in data.get("network_categories") or []}
+    # Which profiles are in force is known only from the networks: without them, rules alone decide
+    # (a Public profile that blocks everything says nothing about a server on its domain network).
+    in_force = [p for p in profiles if p["name"] in networks]
+    enforcing = [p for p in in_force if p["enabled"] != "False"]
+    evidence: tuple[Evidence, ...] = ()
+    for step, label, known in (
+        ("Get-NetConnectionProfile", "connected networks", ", ".join(data.get("network_categories") or [])),
+        ("Get-NetFirewallProfile", "firewall profiles", ""),
+    ):
+        if known:
+            evidence += (Evidence(label, known, v),)
+        elif why := failed_steps(facts, "rdp_config", step):
+            evidence += (Evidence(label, f"not read: {why}", v),)
+    evidence += tuple(
+        Evidence(f"{p['name']} profile{' (in force)' if p in in_force else ''}", _profile_text(p), v) for p in profiles
     )
+    evidence += tuple(Evidence(r["display_name"] or r["name"], _rule_text(r), v) for r in rules)
+    if in_force and not enforcing:
+        return Verdict(Status.PASS, f"Windows Firewall is off on the {_names(in_force)} profile in force", evidence)
+    if blocking := [p for p in enforcing if p["allow_inbound_rules"] == "False"]:
+        return Verdict(
+            Status.FAIL,
+            f"Windows Firewall blocks all incoming connections on the {_names(blocking)} profile, "
+            "whatever its rules allow",
+            evidence,
+        )
+    if enforcing and all(p["default_inbound_action"] == "Allow" for p in enforcing):
+        return Verdict(
+            Status.PASS, f"Windows Firewall lets every incoming connection in ({_names(enforcing)})", evidence
+        )
     if not rules and (why := failed_steps(facts, "rdp_config", "Get-NetFirewallRule")):
         return not_read("The Remote Desktop firewall rules could not be read", why, v)
     if not rules:
@@ -98,11 +151,8 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
             Status.WARN,
             "No Remote Desktop firewall rules found on the host",
             (
-                Evidence(
-                    "Remote Desktop rule group",
-                    "not present (a third-party firewall or GPO may manage it)",
-                    v,
-                ),
+                *evidence,
+                Evidence("Remote Desktop rule group", "not present (a third-party firewall or GPO may manage it)", v),
             ),
         )
     open_tcp = [
@@ -116,7 +166,18 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
     ]
     if not open_tcp:
         return Verdict(Status.FAIL, f"Windows Firewall does not allow TCP {port} in", evidence)
-    return Verdict(Status.PASS, f"Windows Firewall allows TCP {port} in", evidence)
+    uncovered = [
+        p for p in enforcing if p["default_inbound_action"] != "Allow" and not any(_applies(r, p) for r in open_tcp)
+    ]
+    if uncovered:
+        return Verdict(
+            Status.FAIL,
+            f"The rule that allows TCP {port} in does not apply to the {_names(uncovered)} profile "
+            "this host's network is under",
+            evidence,
+        )
+    where = f" on the {_names(enforcing)} profile" if enforcing else ""
+    return Verdict(Status.PASS, f"Windows Firewall allows TCP {port} in{where}", evidence)
 
 
 def rdp_nla_disabled(facts: HostFacts) -> Verdict:
@@ -338,9 +399,25 @@ CHECKS = (
         remediation=(
             "Enable-NetFirewallRule -DisplayGroup 'Remote Desktop' (or the GPO that manages the firewall), "
             "and check network firewalls between clients, the gateway and this host: from the gateway, "
-            "Test-NetConnection -ComputerName HOST -Port 3389."
+            "Test-NetConnection -ComputerName HOST -Port 3389.\n"
+            "'Blocks all incoming connections' (Windows Security > Firewall > the network's profile > "
+            "'Block all incoming connections, including those in the list of allowed apps'): "
+            "Set-NetFirewallProfile -Name Public -AllowInboundRules True, or the GPO's Windows Defender "
+            "Firewall with Advanced Security > Properties > the profile's tab > Inbound connections.\n"
+            "A rule for the Domain profile only, on a network taken for Public or Private: "
+            "Get-NetConnectionProfile shows the category; a domain member's network becomes "
+            "DomainAuthenticated once it reaches a domain controller on it (check DNS and the DC, then "
+            "Restart-Service NlaSvc -Force), or let the rule apply there: "
+            "Set-NetFirewallRule -DisplayGroup 'Remote Desktop' -Profile Domain,Private.\n"
+            "Group Policy that ignores the host's own rules ('Apply local firewall rules: No') must carry "
+            "the Remote Desktop rule itself; what is shown here is the enforced set."
         ),
-        references=("Test-NetConnection -Port 3389", "Remote Desktop firewall group @FirewallAPI.dll,-28752"),
+        references=(
+            "Test-NetConnection -Port 3389",
+            "Remote Desktop firewall group @FirewallAPI.dll,-28752",
+            "Get-NetFirewallProfile -PolicyStore ActiveStore",
+            "Get-NetConnectionProfile",
+        ),
         evaluate=rdp_firewall_closed,
     ),
     Check(

@@ -150,6 +150,18 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
                 _rule("RemoteDesktop-UserMode-In-TCP", "Remote Desktop - User Mode (TCP-In)", "TCP", "3389"),
                 _rule("RemoteDesktop-UserMode-In-UDP", "Remote Desktop - User Mode (UDP-In)", "UDP", "3389"),
             ],
+            # Windows' defaults, on a domain network: every profile on, inbound blocked but for rules.
+            "firewall_profiles": [
+                {
+                    "name": name,
+                    "enabled": "True",
+                    "default_inbound_action": "Block",
+                    "allow_inbound_rules": "True",
+                    "allow_local_firewall_rules": "True",
+                }
+                for name in ("Domain", "Private", "Public")
+            ],
+            "network_categories": ["DomainAuthenticated"],
             # Server 2022's defaults: Administrators and Remote Desktop Users, nobody denied.
             "user_rights": {
                 "remote_interactive": [
@@ -252,6 +264,7 @@ def _rule(name: str, display: str, protocol: str, port: str, enabled: bool = Tru
         "profiles": "Any",
         "protocol": protocol,
         "local_ports": [port],
+        "source": "Local",
     }
 
 

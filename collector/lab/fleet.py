@@ -331,6 +331,26 @@ def free_port() -> int:
 SECURITY_LAYER_NAMES = {0: "rdp", 1: "negotiate", 2: "tls"}
 
 
+_PROFILE_OF = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": "Public"}
+
+
+def _firewall_admits_rdp(rdp: dict[str, Any]) -> bool:
+    """Whether the emulated firewall lets TCP in to the listener: every profile in force (that of a
+    connected network, firewall on) admits rules and has an enabled inbound TCP rule for it."""
+    rules = [r for r in rdp["firewall_rules"] if r["enabled"] and (r["protocol"], r["direction"]) == ("TCP", "Inbound")]
+    if not rdp["firewall_profiles"]:
+        return bool(rules)
+    in_force = [
+        p
+        for p in rdp["firewall_profiles"]
+        if p["name"] in {_PROFILE_OF.get(c, c) for c in rdp["network_categories"]} and p["enabled"] == "True"
+    ]
+    return all(
+        p["allow_inbound_rules"] != "False" and any(r["profiles"] == "Any" or p["name"] in r["profiles"] for r in rules)
+        for p in in_force
+    )
+
+
 def _endpoint_servers(host: ScenarioHost, view: LabView, certs: FleetCertificates) -> dict[str, Any]:
     """The gateway's HTTPS and the session host's RDP listener, as the scenario makes them behave:
     nothing listens where the service is stopped, RDP is turned off or the firewall closes the port."""
@@ -355,10 +375,7 @@ def _endpoint_servers(host: ScenarioHost, view: LabView, certs: FleetCertificate
             if rdp["deny_ts_connections_policy"] is not None
             else rdp["deny_ts_connections"]
         ) == 1
-        open_rule = any(
-            r["enabled"] and r["protocol"] == "TCP" and r["direction"] == "Inbound" for r in rdp["firewall_rules"]
-        )
-        if not denied and open_rule:
+        if not denied and _firewall_admits_rdp(rdp):
             general = rdp["general_setting"] or {}
             servers["rdp"] = RdpListenerServer(
                 certs.chains[host.name]["listener"].tls,

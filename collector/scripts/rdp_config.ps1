@@ -2,8 +2,10 @@
 # Read-only. Whether this host accepts Remote Desktop connections and how: fDenyTSConnections
 # and its policy override, the RDP-Tcp listener (port, security layer, NLA, encryption level),
 # Win32_TSGeneralSetting with the listener certificate and the chain this host builds for it,
-# the Windows Firewall rules of the Remote Desktop group, who may (and who may not) log on
-# through Remote Desktop Services, and RD Licensing (mode, license servers, grace period).
+# the Windows Firewall as enforced (the Remote Desktop group's rules and each profile's settings,
+# Group Policy merged with the host's own, and the category of each connected network, which
+# decides the profile in force), who may (and who may not) log on through Remote Desktop
+# Services, and RD Licensing (mode, license servers, grace period).
 #
 # The logon rights come from `secedit /export /mergedpolicy /areas USER_RIGHTS` (the effective
 # rights, Group Policy and local merged), as MSRD-Diag reads them.
@@ -59,6 +61,8 @@ $data = [ordered]@{
     general_setting             = $null
     listener_certificate        = $null
     firewall_rules              = @()
+    firewall_profiles           = @()
+    network_categories          = @()
     user_rights                 = $null
     licensing                   = [ordered]@{
         terminal_server_mode         = $null
@@ -115,8 +119,10 @@ catch {
     Add-ProbeError -Step 'listener certificate' -ErrorRecord $_
 }
 try {
-    # '@FirewallAPI.dll,-28752' is the Remote Desktop group in every display language.
-    $rules = @(Get-NetFirewallRule -Group '@FirewallAPI.dll,-28752' -ErrorAction SilentlyContinue)
+    # '@FirewallAPI.dll,-28752' is the Remote Desktop group in every display language. The active
+    # store is what is enforced: Group Policy's rules merged with the host's own (which Group Policy
+    # may exclude); without -PolicyStore the cmdlet reads the host's own rules only.
+    $rules = @(Get-NetFirewallRule -Group '@FirewallAPI.dll,-28752' -PolicyStore ActiveStore -ErrorAction SilentlyContinue)
     $data.firewall_rules = @(
         foreach ($rule in $rules) {
             $ports = $rule | Get-NetFirewallPortFilter
@@ -129,12 +135,38 @@ try {
                 profiles     = [string]$rule.Profile
                 protocol     = [string]$ports.Protocol
                 local_ports  = @($ports.LocalPort | ForEach-Object { [string]$_ })
+                source       = [string]$rule.PolicyStoreSourceType
             }
         }
     )
 }
 catch {
     Add-ProbeError -Step 'Get-NetFirewallRule' -ErrorRecord $_
+}
+try {
+    # AllowInboundRules False is "Block all incoming connections, including those in the list of
+    # allowed apps": no rule admits anything. GpoBoolean values: True, False, NotConfigured.
+    $data.firewall_profiles = @(
+        foreach ($firewallProfile in @(Get-NetFirewallProfile -PolicyStore ActiveStore -ErrorAction Stop)) {
+            [ordered]@{
+                name                       = [string]$firewallProfile.Name
+                enabled                    = [string]$firewallProfile.Enabled
+                default_inbound_action     = [string]$firewallProfile.DefaultInboundAction
+                allow_inbound_rules        = [string]$firewallProfile.AllowInboundRules
+                allow_local_firewall_rules = [string]$firewallProfile.AllowLocalFirewallRules
+            }
+        }
+    )
+}
+catch {
+    Add-ProbeError -Step 'Get-NetFirewallProfile' -ErrorRecord $_
+}
+try {
+    # DomainAuthenticated, Private or Public per connected network: the profile each one is under.
+    $data.network_categories = @(Get-NetConnectionProfile -ErrorAction Stop | ForEach-Object { [string]$_.NetworkCategory })
+}
+catch {
+    Add-ProbeError -Step 'Get-NetConnectionProfile' -ErrorRecord $_
 }
 
 $seceditFiles = @(

@@ -465,6 +465,39 @@ def test_host_clock_skew_is_measured_over_the_wire(tmp_path: Path) -> None:
     assert skew.title == "Clock is 7 minutes off: Kerberos and NLA will fail"
 
 
+def test_a_session_host_whose_network_profile_blocks_all_incoming_is_closed_and_says_why(tmp_path: Path) -> None:
+    """The article's personal firewall: 'Block all incoming connections' on the profile of the
+    host's network (taken for Public), the Remote Desktop rule enabled all the same."""
+    [healthy] = [h for h in load_scenario() if h.name == "rdsh01.lab.test"]
+    profiles = [
+        {"name": name, "enabled": "True", "default_inbound_action": "Block", "allow_local_firewall_rules": "True"}
+        for name in ("Domain", "Private", "Public")
+    ]
+    blocked = dataclasses.replace(
+        healthy,
+        facts={
+            **healthy.facts,
+            "rdp_config": {
+                "network_categories": ["Public"],
+                "firewall_profiles": [
+                    {**p, "allow_inbound_rules": "False" if p["name"] == "Public" else "True"} for p in profiles
+                ],
+            },
+        },
+    )
+    with LabFleet([blocked], PASSWORD, tmp_path) as lab:
+        inv = inventory.load(lab.write_inventory(tmp_path / "inventory.yaml"))
+        [report] = runner.run_hosts(inv.targets, {blocked.name: Secret(PASSWORD)})
+    by_id = {c.id: c for c in report.checks}
+    assert report.facts.probes["rdp_config"].errors == ()  # the probe output met its contract
+    assert (by_id["rdp.firewall-closed"].status, by_id["rdp.firewall-closed"].title) == (
+        Status.FAIL,
+        "Windows Firewall blocks all incoming connections on the Public profile, whatever its rules allow",
+    )
+    assert by_id["net.tcp-blocked"].status is Status.FAIL  # and from the workstation, the port is closed
+    assert by_id["rdp.not-listening"].status is Status.PASS  # TermService itself listens
+
+
 def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
     inv_path = tmp_path / "lab-inventory.yaml"
     env = {**os.environ, PASSWORD_ENV: PASSWORD}
