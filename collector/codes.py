@@ -496,7 +496,12 @@ LIKELY_CAUSES: dict[tuple[int, int | None], Causes] = {
         ),
     ),
     (264, None): (("a firewall drops the traffic, or the host is down", ("net.tcp-blocked", "rdp.firewall-closed")),),
-    (260, None): (("the name does not resolve", ("net.dns-unresolved", "net.dns-mismatch")),),
+    (260, None): (
+        (
+            "the name does not resolve, or is not the server's name (a typo in the connection)",
+            ("net.dns-unresolved", "net.dns-mismatch", "client.unlisted-server"),
+        ),
+    ),
     (520, None): (("the name does not resolve", ("net.dns-unresolved", "net.dns-mismatch")),),
     (2055, None): (
         (

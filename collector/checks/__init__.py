@@ -14,6 +14,7 @@ from collector.model import (
     CollectionFailure,
     Evidence,
     HostFacts,
+    HostTarget,
     Role,
     Severity,
     Status,
@@ -40,6 +41,9 @@ class Check:
     references: tuple[str, ...]
     evaluate: Callable[[HostFacts], Verdict]
     unknown_hint: str = ""  # what to do when the facts were not collected (e.g. an opt-in flag)
+    # What the inventory must say of the host for the check to mean anything (a comparison with
+    # the session hosts it lists needs some); otherwise the check is left out, like a role's.
+    applies_if: Callable[[HostTarget], bool] = lambda target: True
 
     def applies_to(self, roles: Sequence[Role]) -> bool:
         return bool(self.roles.intersection(roles))
@@ -157,7 +161,11 @@ def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[Ch
     """All results for one host: collection problems first, then each applicable check."""
     results = _collection_results(facts) + list(facts.endpoint_results)
     for check in checks if checks is not None else catalogue():
-        if not check.applies_to(facts.target.roles) or _not_applicable(facts, check.needs):
+        if (
+            not check.applies_to(facts.target.roles)
+            or not check.applies_if(facts.target)
+            or _not_applicable(facts, check.needs)
+        ):
             continue
         reason = _missing_reason(facts, check.needs)
         if reason is not None:

@@ -1,11 +1,15 @@
 """The RDP client's side: the article's fixes (UDP off, gateway tracing, cached credentials),
-the disconnects the client itself recorded (RDPClient event 1026), and agents running on it
-that are known to intercept TLS (evidence for SSL inspection, the article's Fix 3)."""
+the disconnects the client itself recorded (RDPClient event 1026) and the servers it tried
+(1024: a wrong server name), and agents running on it that are known to intercept TLS
+(evidence for SSL inspection, the article's Fix 3)."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from collector.checks import Check, Verdict, events, failed_steps, not_read
@@ -58,8 +62,8 @@ def rdg_trace(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "RD Gateway client tracing is on and shows no 0x904", tuple(evidence))
 
 
-def recent_disconnects(facts: HostFacts) -> Verdict:
-    data = facts.probes["events"].data
+def _unread_client_log(facts: HostFacts) -> Verdict | None:
+    """Why the client's own connection log cannot be judged; None when it can."""
     v = _v(facts, "events")
     title = "The client's connection log could not be read"
     log = events.log_entry(facts, RDPCLIENT_LOG)
@@ -69,6 +73,16 @@ def recent_disconnects(facts: HostFacts) -> Verdict:
         return not_read(title, f"{RDPCLIENT_LOG} does not exist on this host", v)
     if why := failed_steps(facts, "events", f"Get-WinEvent {RDPCLIENT_LOG}"):
         return not_read(title, why, v)
+    return None
+
+
+def recent_disconnects(facts: HostFacts) -> Verdict:
+    if (unread := _unread_client_log(facts)) is not None:
+        return unread
+    data = facts.probes["events"].data
+    v = _v(facts, "events")
+    log = events.log_entry(facts, RDPCLIENT_LOG)
+    assert log is not None
     disconnects = [e for e in log["events"] if e["id"] == 1026]
     reasons: Counter[int] = Counter()
     for event in disconnects:
@@ -89,6 +103,80 @@ def recent_disconnects(facts: HostFacts) -> Verdict:
             evidence,
         )
     return Verdict(Status.PASS, "No failed connections recorded by the client", evidence)
+
+
+def _server_name(value: str) -> str:
+    """The server a 1024 names, without a ``:port`` mstsc may carry with it."""
+    name, _, port = value.strip().rpartition(":")
+    return name if port.isdigit() and name and ":" not in name else value.strip()
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class _Attempts:
+    """mstsc's connections to one server in the window: how many, and the failed ones' reasons."""
+
+    started: int = 0
+    failures: list[int] = field(default_factory=list)
+
+
+def mstsc_servers(log: Mapping[str, Any]) -> dict[str, _Attempts]:
+    """Each server mstsc started a connection to (event 1024 names it), with the failures that
+    followed (1026 with a reason the user did not cause) up to the next 1024, oldest first."""
+    floor = datetime.min.replace(tzinfo=UTC)
+    servers: dict[str, _Attempts] = {}
+    current: _Attempts | None = None
+    for event in sorted(log["events"], key=lambda e: events.parse_time(e.get("time_utc")) or floor):
+        if event["id"] == 1024 and (name := _server_name(events.field(event, "Value"))):
+            current = servers.setdefault(name.lower(), _Attempts())
+            current.started += 1
+        elif event["id"] == 1026 and current is not None:
+            reason = events.disconnect_reason(event)
+            if reason is not None and reason not in USER_INITIATED:
+                current.failures.append(reason)
+    return servers
+
+
+def unlisted_server(facts: HostFacts) -> Verdict:
+    """The article's "incorrect client configuration (wrong server name)": connections that failed
+    to a server the inventory does not list for this client. An address is not compared (the
+    client's facts do not say which host it is); a connection that worked is no finding."""
+    if (unread := _unread_client_log(facts)) is not None:
+        return unread
+    v = _v(facts, "events")
+    listed = facts.target.session_hosts
+    log = events.log_entry(facts, RDPCLIENT_LOG)
+    assert log is not None
+    window = f"{facts.probes['events'].data['since_hours']} h"
+    servers = mstsc_servers(log)
+    evidence = [Evidence("session hosts in the inventory", ", ".join(listed), "inventory")]
+    for name, seen in servers.items():
+        last = f"; last failure: {describe_disconnect(seen.failures[-1])}" if seen.failures else ""
+        evidence.append(
+            Evidence(f"mstsc to {name} in {window}", f"{seen.started} started, {len(seen.failures)} failed{last}", v)
+        )
+    unlisted = [
+        name
+        for name, seen in servers.items()
+        if seen.failures and not _is_address(name) and not any(events.same_host(name, h) for h in listed)
+    ]
+    if unlisted:
+        return Verdict(
+            Status.WARN,
+            f"mstsc failed to connect to {', '.join(unlisted)}, which the inventory does not list for this client: "
+            "a wrong server name?",
+            tuple(evidence),
+        )
+    if not servers:
+        return Verdict(Status.PASS, f"mstsc started no connection in {window}", tuple(evidence))
+    return Verdict(Status.PASS, "No failed connection to a server the inventory does not list", tuple(evidence))
 
 
 def cached_credentials(facts: HostFacts) -> Verdict:
@@ -218,6 +306,28 @@ CHECKS = (
         ),
         references=("RDPClient/Operational 1026", "ImsTscAxEvents::OnDisconnected"),
         evaluate=recent_disconnects,
+    ),
+    Check(
+        id="client.unlisted-server",
+        title="mstsc connects to the session hosts the inventory names",
+        severity=Severity.WARNING,
+        roles=CL,
+        needs=("events",),
+        remediation=(
+            "The article's 'incorrect Remote Desktop client configuration (wrong server name, port, or "
+            "gateway)': compare the name mstsc was given (Show Options > General > Computer, or the .rdp file's "
+            "'full address:s:') with the session host's real name; the evidence lists every server mstsc tried "
+            "and how the attempts ended (a name that does not resolve ends in 0x104, one that is not a session "
+            "host in 0x204 or 0x904). Check the gateway too (Advanced > Settings, or 'gatewayhostname:s:'). If "
+            "the client rightly uses that server, add it to the client's session_hosts in the inventory, so its "
+            "connection is joined across client, gateway and session host."
+        ),
+        references=(
+            "article: incorrect client configuration (wrong server name, port, or gateway)",
+            "RDPClient/Operational 1024 (the server mstsc connects to), 1026",
+        ),
+        evaluate=unlisted_server,
+        applies_if=lambda target: bool(target.session_hosts),
     ),
     Check(
         id="client.cached-credentials",

@@ -5,6 +5,7 @@ against the probe schemas) with one field changed per case."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from collector.lab import emulate
 from collector.lab.emulate import LabCertificate, LabView
 from collector.lab.pki import LabCA
 from collector.model import HostFacts, HostTarget, ProbeResult, Role, Status
+from collector.runner import EVENT_QUERIES
 
 CA = LabCA.create("test CA")
 CERTS = {
@@ -31,12 +33,7 @@ ROLES = {"client": (Role.CLIENT,), "gateway": (Role.GATEWAY,), "session_host": (
 PARAMS = {
     "network": {"Targets": ["gw.corp.example:443", "sh.corp.example:3389"]},
     "client": {"GatewayName": "gw.corp.example"},
-    "events": {
-        "Queries": [
-            "Microsoft-Windows-TerminalServices-RDPClient/Operational=1026",
-            "Microsoft-Windows-TerminalServices-Gateway/Operational=200,201,300,301,302,303,304",
-        ]
-    },
+    "events": {"Queries": [query for queries in EVENT_QUERIES.values() for query in queries]},  # what a run asks
     "services": {"Names": ["TermService", "UmRdpService", "SessionEnv", "TSGateway", "W3SVC", "IAS"]},
 }
 RUNNING = [
@@ -86,7 +83,9 @@ def facts_for(
             view=VIEW,
         )
         collected[probe] = ProbeResult(probe, 1, data, received_utc=data.get("utc_now", "") if probe == "host" else "")
-    target = HostTarget(name="h1.corp.example", address="h1.corp.example", roles=roles)
+    # A client names the session host it reaches, as an inventory does (client.unlisted-server compares).
+    listed = ("rdsh01.corp.example",) if Role.CLIENT in roles else ()
+    target = HostTarget(name="h1.corp.example", address="h1.corp.example", roles=roles, session_hosts=listed)
     return HostFacts(target=target, probes=collected, planned=tuple(p for p in wanted if p not in OPT_IN_PROBES))
 
 
@@ -263,6 +262,59 @@ def test_recent_disconnects_decode_reasons() -> None:
         "1 x 0x108 (264): connection timed out",
         "1 x 0x1 (1): local disconnection (the user closed the client)",
     ]
+
+
+def test_a_failed_connection_to_a_server_the_inventory_does_not_list_is_named() -> None:
+    """The article's "wrong server name": the client lists rdsh01.corp.example; mstsc was given
+    rdhs01 (a typo, DNS failure), an address (not comparable), RDSH01:3390 (the listed host on
+    another port) and old-rdsh (which worked: no finding). The log comes newest first."""
+    log = "Microsoft-Windows-TerminalServices-RDPClient/Operational"
+    story = [
+        (50, 1024, "rdhs01.corp.example"),
+        (49, 1026, "260"),
+        (40, 1024, "10.0.0.7"),
+        (39, 1026, "516"),
+        (30, 1024, "RDSH01:3390"),
+        (29, 1026, "2308"),
+        (20, 1024, "old-rdsh.corp.example"),
+        (5, 1026, "1"),
+        (4, 1024, "rdhs01.corp.example"),
+        (3, 1026, "260"),
+    ]
+    events = [
+        {"log": log, "id": eid, "provider": "p", "minutes_ago": m, "data": {"Value": v}}
+        for m, eid, v in reversed(story)
+    ]
+    result = verdict(facts_for("client", events=events), "client.unlisted-server")
+    assert (result.status, result.title) == (
+        Status.WARN,
+        "mstsc failed to connect to rdhs01.corp.example, which the inventory does not list for this client: "
+        "a wrong server name?",
+    )
+    assert [(e.label, e.value) for e in result.evidence] == [
+        ("session hosts in the inventory", "rdsh01.corp.example"),
+        (
+            "mstsc to rdhs01.corp.example in 24 h",
+            "2 started, 2 failed; last failure: 0x104 (260): DNS name lookup failure",
+        ),
+        (
+            "mstsc to 10.0.0.7 in 24 h",
+            "1 started, 1 failed; last failure: 0x204 (516): WinSock socket connect failure",
+        ),
+        (
+            "mstsc to rdsh01 in 24 h",
+            "1 started, 1 failed; last failure: 0x904 (2308): socket closed (0x904): "
+            "the connection was lost or refused after it started",
+        ),
+        ("mstsc to old-rdsh.corp.example in 24 h", "1 started, 0 failed"),
+    ]
+
+
+def test_the_server_comparison_needs_session_hosts_in_the_inventory() -> None:
+    facts = facts_for("client")
+    alone = dataclasses.replace(facts, target=dataclasses.replace(facts.target, session_hosts=()))
+    assert "client.unlisted-server" not in {r.id for r in checks.evaluate(alone)}
+    assert "client.unlisted-server" in {r.id for r in checks.evaluate(facts)}
 
 
 def test_checks_whose_probe_was_not_planned_are_left_out_but_opt_in_ones_say_how() -> None:

@@ -100,6 +100,7 @@ PROBE_FAILED: list[tuple[str, str, str]] = [
     ("client.udp-disabled", "client", "client"),
     ("client.rdg-trace", "client", "client"),
     ("client.recent-disconnects", "client", "events"),
+    ("client.unlisted-server", "client", "events"),
     ("client.cached-credentials", "client", "user_credentials"),
     ("client.tls-intercepting-agent", "client", "client"),
 ]
@@ -258,6 +259,7 @@ STEP_FAILED: list[tuple[str, str, str, str, dict[str, Any], str]] = [
     ),
     ("client.rdg-trace", "client", "client", "user hives", {"client": {"users": []}}, ""),
     ("client.recent-disconnects", "client", "events", f"Get-WinEvent {RDPCLIENT_LOG}", {}, ""),
+    ("client.unlisted-server", "client", "events", f"Get-WinEvent {RDPCLIENT_LOG}", {}, ""),
     (
         "client.cached-credentials",
         "client",
@@ -296,8 +298,10 @@ def test_unknown_when_the_probe_step_that_reads_its_facts_failed(
     [
         ("RDPClient not read", "client.recent-disconnects", f"{RDPCLIENT_LOG} was not read by the events probe"),
         ("RDPClient missing", "client.recent-disconnects", f"{RDPCLIENT_LOG} does not exist on this host"),
+        ("RDPClient not read", "client.unlisted-server", f"{RDPCLIENT_LOG} was not read by the events probe"),
+        ("RDPClient missing", "client.unlisted-server", f"{RDPCLIENT_LOG} does not exist on this host"),
     ],
-    ids=["client.recent-disconnects", "client.recent-disconnects"],
+    ids=["client.recent-disconnects"] * 2 + ["client.unlisted-server"] * 2,
 )
 def test_unknown_when_the_clients_event_log_was_not_read(log: str, check_id: str, words: str) -> None:
     facts = facts_for("client")
@@ -615,6 +619,14 @@ CLIENT_LOG_1026 = [
 ]
 
 
+def mstsc_to(server: str, reason: str) -> list[dict[str, Any]]:
+    """mstsc starting a connection to ``server`` (1024) and ending it with ``reason`` (1026)."""
+    return [
+        {"log": RDPCLIENT_LOG, "id": 1024, "provider": "p", "minutes_ago": 9, "data": {"Value": server}},
+        {"log": RDPCLIENT_LOG, "id": 1026, "provider": "p", "minutes_ago": 8, "data": {"Value": reason}},
+    ]
+
+
 def ws(role: Role, scenario: str, check_id: str, http: str = "ok", address: str = "") -> Callable[..., CheckResult]:
     return lambda monkeypatch: workstation_results(monkeypatch, role, scenario, http, address=address)[check_id]
 
@@ -676,6 +688,18 @@ PASS_AND_PROBLEM: list[tuple[str, Callable[..., CheckResult], Status, str]] = [
         host("client", "client.recent-disconnects", evts=CLIENT_LOG_1026),
         Status.WARN,
         "1 failed connection(s) recorded",
+    ),
+    (
+        "client.unlisted-server",
+        host("client", "client.unlisted-server", evts=mstsc_to("rdsh1.corp.example", "260")),
+        Status.WARN,
+        "mstsc failed to connect to rdsh1.corp.example, which the inventory does not list for this client",
+    ),
+    (
+        "client.unlisted-server",
+        host("client", "client.unlisted-server", evts=mstsc_to("RDSH01", "2308")),
+        Status.PASS,
+        "No failed connection to a server the inventory does not list",
     ),
     ("net.dns-unresolved", ws(Role.GATEWAY, "ok", "net.dns-unresolved"), Status.PASS, "resolves to 10.0.0.5"),
     ("net.dns-unresolved", ws(Role.GATEWAY, "dns", "net.dns-unresolved"), Status.FAIL, "does not resolve"),
