@@ -104,6 +104,31 @@ def _applies(rule: Mapping[str, Any], profile: Mapping[str, Any]) -> bool:
     return rule["profiles"] == "Any" or profile["name"] in {p.strip() for p in rule["profiles"].split(",")}
 
 
+def _firewall_evidence(
+    facts: HostFacts, in_force: list[Mapping[str, Any]]
+) -> tuple[tuple[Evidence, ...], tuple[Evidence, ...]]:
+    """What rdp.firewall-closed shows: the profiles (those in force first, then the networks that
+    put them in force, or why those were not read) and the rules."""
+    data = facts.probes["rdp_config"].data
+    v = _vantage(facts, "rdp_config")
+
+    def profile_line(p: Mapping[str, Any]) -> Evidence:
+        return Evidence(f"{p['name']} profile{' (in force)' if p in in_force else ''}", _profile_text(p), v)
+
+    profiles = data.get("firewall_profiles") or []
+    shown = tuple(profile_line(p) for p in in_force)
+    for step, label, known in (
+        ("Get-NetConnectionProfile", "connected networks", ", ".join(data.get("network_categories") or [])),
+        ("Get-NetFirewallProfile", "firewall profiles", ""),
+    ):
+        if known:
+            shown += (Evidence(label, known, v),)
+        elif why := failed_steps(facts, "rdp_config", step):
+            shown += (Evidence(label, f"not read: {why}", v),)
+    shown += tuple(profile_line(p) for p in profiles if p not in in_force)
+    return shown, tuple(Evidence(r["display_name"] or r["name"], _rule_text(r), v) for r in data["firewall_rules"])
+
+
 def rdp_firewall_closed(facts: HostFacts) -> Verdict:
     """Whether Windows Firewall, as enforced, lets TCP in to the RDP port. The profile of each
     connected network decides (a server whose network is taken for Public loses a Domain-only
@@ -118,31 +143,21 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
     # (a Public profile that blocks everything says nothing about a server on its domain network).
     in_force = [p for p in profiles if p["name"] in networks]
     enforcing = [p for p in in_force if p["enabled"] != "False"]
-    evidence: tuple[Evidence, ...] = ()
-    for step, label, known in (
-        ("Get-NetConnectionProfile", "connected networks", ", ".join(data.get("network_categories") or [])),
-        ("Get-NetFirewallProfile", "firewall profiles", ""),
-    ):
-        if known:
-            evidence += (Evidence(label, known, v),)
-        elif why := failed_steps(facts, "rdp_config", step):
-            evidence += (Evidence(label, f"not read: {why}", v),)
-    evidence += tuple(
-        Evidence(f"{p['name']} profile{' (in force)' if p in in_force else ''}", _profile_text(p), v) for p in profiles
-    )
-    evidence += tuple(Evidence(r["display_name"] or r["name"], _rule_text(r), v) for r in rules)
+    profile_evidence, rule_evidence = _firewall_evidence(facts, in_force)
+    # What decided comes first (a page's headline quotes the first line): the profiles, or the rules.
+    by_profile, evidence = profile_evidence + rule_evidence, rule_evidence + profile_evidence
     if in_force and not enforcing:
-        return Verdict(Status.PASS, f"Windows Firewall is off on the {_names(in_force)} profile in force", evidence)
+        return Verdict(Status.PASS, f"Windows Firewall is off on the {_names(in_force)} profile in force", by_profile)
     if blocking := [p for p in enforcing if p["allow_inbound_rules"] == "False"]:
         return Verdict(
             Status.FAIL,
             f"Windows Firewall blocks all incoming connections on the {_names(blocking)} profile, "
             "whatever its rules allow",
-            evidence,
+            by_profile,
         )
     if enforcing and all(p["default_inbound_action"] == "Allow" for p in enforcing):
         return Verdict(
-            Status.PASS, f"Windows Firewall lets every incoming connection in ({_names(enforcing)})", evidence
+            Status.PASS, f"Windows Firewall lets every incoming connection in ({_names(enforcing)})", by_profile
         )
     if not rules and (why := failed_steps(facts, "rdp_config", "Get-NetFirewallRule")):
         return not_read("The Remote Desktop firewall rules could not be read", why, v)
@@ -174,7 +189,7 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
             Status.FAIL,
             f"The rule that allows TCP {port} in does not apply to the {_names(uncovered)} profile "
             "this host's network is under",
-            evidence,
+            by_profile,
         )
     where = f" on the {_names(enforcing)} profile" if enforcing else ""
     return Verdict(Status.PASS, f"Windows Firewall allows TCP {port} in{where}", evidence)

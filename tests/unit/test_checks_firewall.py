@@ -52,15 +52,16 @@ def judged(networks: list[str], profiles: list[dict], rules: list[dict[str, Any]
 def test_an_open_rule_on_the_profile_in_force_passes_and_shows_what_was_judged() -> None:
     result = judged(["DomainAuthenticated"], DEFAULT_PROFILES)
     assert (result.status, result.title) == (Status.PASS, "Windows Firewall allows TCP 3389 in on the Domain profile")
+    # The rules decided, so they come first (a page's headline quotes the first line).
     assert [(e.label, e.value) for e in result.evidence] == [
-        ("connected networks", "DomainAuthenticated"),
-        ("Domain profile (in force)", "firewall on, inbound default Block, rules apply"),
-        ("Private profile", "firewall on, inbound default Block, rules apply"),
-        ("Public profile", "firewall on, inbound default Block, rules apply"),
         (
             "Remote Desktop - User Mode (TCP-In)",
             "enabled, Inbound, Allow, TCP 3389, profiles Any, from GroupPolicy",
         ),
+        ("Domain profile (in force)", "firewall on, inbound default Block, rules apply"),
+        ("connected networks", "DomainAuthenticated"),
+        ("Private profile", "firewall on, inbound default Block, rules apply"),
+        ("Public profile", "firewall on, inbound default Block, rules apply"),
     ]
 
 
@@ -71,10 +72,11 @@ def test_block_all_incoming_on_the_profile_in_force_fails_whatever_the_rules_all
     assert result.title == (
         "Windows Firewall blocks all incoming connections on the Public profile, whatever its rules allow"
     )
-    assert (
-        "Public profile (in force)",
-        "firewall on, inbound default Block, BLOCKS ALL INCOMING (no rule applies)",
-    ) in [(e.label, e.value) for e in result.evidence]
+    # The profiles decided, so they come first (a page's headline quotes the first line).
+    assert [(e.label, e.value) for e in result.evidence][:2] == [
+        ("Public profile (in force)", "firewall on, inbound default Block, BLOCKS ALL INCOMING (no rule applies)"),
+        ("connected networks", "Public"),
+    ]
 
 
 def test_block_all_on_a_profile_not_in_force_changes_nothing() -> None:
@@ -137,7 +139,9 @@ def test_a_failed_profile_step_is_named_in_the_evidence() -> None:
     facts = dataclasses.replace(facts, probes={**facts.probes, "rdp_config": dataclasses.replace(rdp, errors=errors)})
     result = verdict(facts, "rdp.firewall-closed")
     assert result.status is Status.PASS  # the rules allow 3389; the profiles could not say otherwise
-    assert [(e.label, e.value) for e in result.evidence][:2] == [
+    said = [(e.label, e.value) for e in result.evidence]
+    first = [label for label, _ in said].index("connected networks")  # after the rules, which decided
+    assert said[first : first + 2] == [
         ("connected networks", "not read: probe rdp_config step Get-NetConnectionProfile failed: Access denied"),
         (
             "firewall profiles",
