@@ -127,7 +127,7 @@ class _Attempts:
     failures: list[int] = field(default_factory=list)
 
 
-def mstsc_servers(log: Mapping[str, Any]) -> dict[str, _Attempts]:
+def _mstsc_servers(log: Mapping[str, Any]) -> dict[str, _Attempts]:
     """Each server mstsc started a connection to (event 1024 names it), with the failures that
     followed (1026 with a reason the user did not cause) up to the next 1024, oldest first."""
     floor = datetime.min.replace(tzinfo=UTC)
@@ -155,7 +155,7 @@ def unlisted_server(facts: HostFacts) -> Verdict:
     log = events.log_entry(facts, RDPCLIENT_LOG)
     assert log is not None
     window = f"{facts.probes['events'].data['since_hours']} h"
-    servers = mstsc_servers(log)
+    servers = _mstsc_servers(log)
     evidence = [Evidence("session hosts in the inventory", ", ".join(listed), "inventory")]
     for name, seen in servers.items():
         last = f"; last failure: {describe_disconnect(seen.failures[-1])}" if seen.failures else ""
