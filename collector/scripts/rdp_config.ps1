@@ -2,10 +2,11 @@
 # Read-only. Whether this host accepts Remote Desktop connections and how: fDenyTSConnections
 # and its policy override, the RDP-Tcp listener (port, security layer, NLA, encryption level),
 # Win32_TSGeneralSetting with the listener certificate and the chain this host builds for it,
-# the Windows Firewall as enforced (the Remote Desktop group's rules and each profile's settings,
-# Group Policy merged with the host's own, and the category of each connected network, which
-# decides the profile in force), who may (and who may not) log on through Remote Desktop
-# Services, and RD Licensing (mode, license servers, grace period).
+# the Windows Firewall as enforced, Group Policy merged with the host's own (the Remote Desktop
+# group's rules, any other TCP rule that names the listener's port, each profile's settings, and
+# the category of each connected network, which decides the profile in force), who may (and who
+# may not) log on through Remote Desktop Services, and RD Licensing (mode, license servers,
+# grace period).
 #
 # The logon rights come from `secedit /export /mergedpolicy /areas USER_RIGHTS` (the effective
 # rights, Group Policy and local merged), as MSRD-Diag reads them.
@@ -41,6 +42,25 @@ function ConvertTo-ProbePrincipal {
         }
     }
     return [ordered]@{ sid = $sid; account = $account }
+}
+
+function ConvertTo-ProbeFirewallRule {
+    # One enforced firewall rule with its port filter, as the contract's FirewallRule.
+    param(
+        [Parameter(Mandatory = $true)]$Rule,
+        $PortFilter
+    )
+    return [ordered]@{
+        name         = [string]$Rule.Name
+        display_name = [string]$Rule.DisplayName
+        enabled      = ([string]$Rule.Enabled -eq 'True')
+        direction    = [string]$Rule.Direction
+        action       = [string]$Rule.Action
+        profiles     = [string]$Rule.Profile
+        protocol     = [string]$PortFilter.Protocol
+        local_ports  = @($PortFilter.LocalPort | ForEach-Object { [string]$_ })
+        source       = [string]$Rule.PolicyStoreSourceType
+    }
 }
 
 $ts = 'HKLM:\SYSTEM\CurrentControlSet\Control\Terminal Server'
@@ -125,23 +145,37 @@ try {
     $rules = @(Get-NetFirewallRule -Group '@FirewallAPI.dll,-28752' -PolicyStore ActiveStore -ErrorAction SilentlyContinue)
     $data.firewall_rules = @(
         foreach ($rule in $rules) {
-            $ports = $rule | Get-NetFirewallPortFilter
-            [ordered]@{
-                name         = [string]$rule.Name
-                display_name = [string]$rule.DisplayName
-                enabled      = ([string]$rule.Enabled -eq 'True')
-                direction    = [string]$rule.Direction
-                action       = [string]$rule.Action
-                profiles     = [string]$rule.Profile
-                protocol     = [string]$ports.Protocol
-                local_ports  = @($ports.LocalPort | ForEach-Object { [string]$_ })
-                source       = [string]$rule.PolicyStoreSourceType
-            }
+            ConvertTo-ProbeFirewallRule -Rule $rule -PortFilter ($rule | Get-NetFirewallPortFilter)
         }
     )
 }
 catch {
     Add-ProbeError -Step 'Get-NetFirewallRule' -ErrorRecord $_
+}
+try {
+    # Enforced TCP rules outside that group that name the listener's port (a GPO's own "allow
+    # RDP" rule, say): the port filters are read in one query, and only the matching ones'
+    # rules are looked up.
+    $rdpPort = '3389'
+    if ($null -ne $data.port_number) {
+        $rdpPort = [string]$data.port_number
+    }
+    $seen = @{}
+    foreach ($known in $data.firewall_rules) {
+        $seen[$known.name] = $true
+    }
+    $filters = @(Get-NetFirewallPortFilter -PolicyStore ActiveStore -ErrorAction Stop | Where-Object { [string]$_.Protocol -eq 'TCP' -and @($_.LocalPort | ForEach-Object { [string]$_ }) -contains $rdpPort })
+    foreach ($filter in $filters) {
+        foreach ($rule in @(Get-NetFirewallRule -AssociatedNetFirewallPortFilter $filter -ErrorAction Stop)) {
+            if (-not $seen.ContainsKey([string]$rule.Name)) {
+                $seen[[string]$rule.Name] = $true
+                $data.firewall_rules += ConvertTo-ProbeFirewallRule -Rule $rule -PortFilter $filter
+            }
+        }
+    }
+}
+catch {
+    Add-ProbeError -Step 'Get-NetFirewallPortFilter' -ErrorRecord $_
 }
 try {
     # AllowInboundRules False is "Block all incoming connections, including those in the list of

@@ -148,3 +148,14 @@ def test_a_failed_profile_step_is_named_in_the_evidence() -> None:
             "not read: probe rdp_config step Get-NetFirewallProfile failed: The service cannot be started",
         ),
     ]
+
+
+def test_an_enforced_rule_outside_the_remote_desktop_group_admits_too() -> None:
+    """The probe adds every enforced TCP rule that names the listener's port: a GPO's own rule
+    admits RDP while the predefined group stays disabled."""
+    own = {**RDP_TCP, "name": "{6B1B...}", "display_name": "Allow RDP (corp GPO)", "profiles": "Domain"}
+    result = judged(["DomainAuthenticated"], DEFAULT_PROFILES, [{**RDP_TCP, "enabled": False, "source": "Local"}, own])
+    assert (result.status, result.title) == (Status.PASS, "Windows Firewall allows TCP 3389 in on the Domain profile")
+    assert ("Allow RDP (corp GPO)", "enabled, Inbound, Allow, TCP 3389, profiles Domain, from GroupPolicy") in [
+        (e.label, e.value) for e in result.evidence
+    ]
