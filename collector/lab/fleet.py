@@ -336,17 +336,23 @@ _PROFILE_OF = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": 
 
 def _firewall_admits_rdp(rdp: dict[str, Any]) -> bool:
     """Whether the emulated firewall lets TCP in to the listener: every profile in force (that of a
-    connected network, firewall on) admits rules and has an enabled inbound TCP rule for it."""
+    connected network, firewall on) admits rules and lets everything in or has an enabled inbound
+    TCP rule for it."""
     rules = [r for r in rdp["firewall_rules"] if r["enabled"] and (r["protocol"], r["direction"]) == ("TCP", "Inbound")]
     if not rdp["firewall_profiles"]:
         return bool(rules)
     in_force = [
         p
         for p in rdp["firewall_profiles"]
-        if p["name"] in {_PROFILE_OF.get(c, c) for c in rdp["network_categories"]} and p["enabled"] == "True"
+        if p["name"] in {_PROFILE_OF.get(c, c) for c in rdp["network_categories"]}
+        and p["enabled"] != "False"  # NotConfigured: on, the default
     ]
     return all(
-        p["allow_inbound_rules"] != "False" and any(r["profiles"] == "Any" or p["name"] in r["profiles"] for r in rules)
+        p["allow_inbound_rules"] != "False"
+        and (
+            p["default_inbound_action"] == "Allow"
+            or any(r["profiles"] == "Any" or p["name"] in r["profiles"] for r in rules)
+        )
         for p in in_force
     )
 
