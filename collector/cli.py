@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from cryptography.utils import CryptographyDeprecationWarning
 
@@ -323,6 +323,18 @@ def _run_parser() -> argparse.ArgumentParser:
     target.add_argument("--ca-file", help="CA bundle that issued the hosts' certificates (WinRM, gateway, RDP)")
     target.add_argument("--rdp-port", type=int, help="where --host's RDP listener is probed from here (default 3389)")
     target.add_argument("--gateway-port", type=int, help="where --host's gateway HTTPS is probed (default 443)")
+    target.add_argument(
+        "--gateway",
+        metavar="NAME",
+        help="with --role client: the RD Gateway it connects through, collected too (same account and transport)",
+    )
+    target.add_argument(
+        "--session-host",
+        metavar="NAME",
+        action="append",
+        help="with --role client: a session host it connects to, collected too (repeat for several); "
+        "the client's connection is then joined across the hosts",
+    )
     _common_run_options(parser, "collect-output")
     parser.add_argument(
         "--user-context",
@@ -334,26 +346,40 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _single_host_inventory(args: argparse.Namespace) -> inventory.Inventory:
+    """The inventory --host describes: the host, and for a client the gateway and session hosts
+    named with it (reached with the same account, transport and CA; --address and --port are the
+    host's own), so one connection can be collected and joined without an inventory file."""
     if not args.role:
         raise UsageError("--host needs at least one --role (client, gateway or session_host)")
-    host: dict[str, object] = {"name": args.host, "roles": args.role}
-    for option in (
-        "address",
-        "port",
-        "transport",
-        "auth",
-        "username",
-        "password_env",
-        "ca_file",
-        "rdp_port",
-        "gateway_port",
-    ):
-        value = getattr(args, option)
-        if value is not None:
-            host[option] = value
+    if (args.gateway or args.session_host) and "client" not in args.role:
+        raise UsageError("--gateway and --session-host name a client's connection: use them with --role client")
+    shared: dict[str, object] = {
+        option: getattr(args, option)
+        for option in ("transport", "auth", "username", "password_env", "ca_file", "rdp_port", "gateway_port")
+        if getattr(args, option) is not None
+    }
     if args.username and not args.password_env:
-        host["password_prompt"] = True
-    return inventory.from_document({"hosts": [host]}, "command line")
+        shared["password_prompt"] = True
+    host: dict[str, object] = {"name": args.host, "roles": args.role, **shared}
+    host.update({o: getattr(args, o) for o in ("address", "port") if getattr(args, o) is not None})
+    others: dict[str, dict[str, Any]] = {}  # by name: a gateway that is also a session host is one host
+
+    def add(name: str, role: str) -> None:
+        if name.lower() == args.host.lower():
+            raise UsageError(f"{name} is --host itself; --gateway and --session-host name the other hosts")
+        roles = others.setdefault(name.lower(), {"name": name, "roles": [], **shared})["roles"]
+        roles += [role] if role not in roles else []
+
+    if args.gateway:
+        host["gateway"] = args.gateway
+        add(args.gateway, "gateway")
+    session_hosts = list(dict.fromkeys(args.session_host or []))
+    if session_hosts:
+        host["session_hosts"] = session_hosts
+    for name in session_hosts:
+        add(name, "session_host")
+    hosts = [host, *others.values()]
+    return inventory.from_document({"hosts": hosts}, "command line")
 
 
 def cmd_run(argv: Sequence[str]) -> int:

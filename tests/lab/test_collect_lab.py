@@ -387,6 +387,41 @@ def test_collect_single_host_and_render(fleet: LabFleet, lab_inventory: inventor
     assert "The gateway services are running" in again
 
 
+def test_one_connection_from_the_command_line_is_collected_and_joined(
+    lab_inventory: inventory.Inventory, tmp_path: Path
+) -> None:
+    """An incident responder aims at a client and names its gateway and session host: all three
+    are collected (here the other two do not resolve, so they are unreachable, and the run goes on),
+    and the client's connection is joined across them."""
+    client = targets_by_name(lab_inventory)["client02.lab.test"]
+    result = run_collect(
+        *("--host", client.name, "--role", "client", "--address", "127.0.0.1", "--port", str(client.port)),
+        *("--transport", client.transport, "--auth", client.auth),
+        *("--username", LAB_USER, "--password-env", "LABPW"),
+        *("--gateway", "rdgw.invalid", "--session-host", "rdsh.invalid"),
+        *("--output", str(tmp_path / "out"), "-q"),
+        env={"LABPW": PASSWORD},
+    )
+    assert result.returncode == 1, result.stderr
+    data = json.loads((tmp_path / "out" / "latest" / "results.json").read_text())
+    by_name = {h["facts"]["target"]["name"]: h for h in data["hosts"]}
+    assert list(by_name) == ["client02.lab.test", "rdgw.invalid", "rdsh.invalid"]
+    assert by_name["client02.lab.test"]["facts"]["problems"] == []
+    for other in ("rdgw.invalid", "rdsh.invalid"):
+        assert [p["kind"] for p in by_name[other]["facts"]["problems"]] == ["unreachable"]
+    [joined] = data["paths"]
+    assert (joined["client"], joined["gateway"], joined["session_host"]) == (
+        "client02.lab.test",
+        "rdgw.invalid",
+        "rdsh.invalid",
+    )
+    assert sorted(p.name for p in (tmp_path / "out" / "latest" / "hosts").iterdir()) == [
+        "client02.lab.test.html",
+        "rdgw.invalid.html",
+        "rdsh.invalid.html",
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [

@@ -317,3 +317,60 @@ def test_a_word_that_is_no_command_is_named_with_the_commands(capsys: pytest.Cap
         "collect: no command is called 'rendr' "
         "(commands: check-rdp, check-tls, demo, explain, lab, render, rules; collect --help)\n"
     )
+
+
+def test_one_connection_from_the_command_line_is_client_gateway_and_session_hosts() -> None:
+    """--host for a client, with the gateway and session hosts it uses: each is collected with the
+    same account, transport and CA; --address and --port are the client's own; a gateway that is
+    also a session host is one host with both roles."""
+    args = cli._run_parser().parse_args(
+        [
+            *("--host", "ws01.corp.example", "--role", "client", "--address", "10.0.0.9", "--port", "5999"),
+            *("--gateway", "rdgw01.corp.example", "--session-host", "rdsh01.corp.example"),
+            *("--session-host", "rdgw01.corp.example", "--session-host", "rdsh01.corp.example"),
+            *("--transport", "http", "--auth", "ntlm", "--username", "CORP\\admin", "--password-env", "PW"),
+        ]
+    )
+    inv = cli._single_host_inventory(args)
+    shape = [(t.name, t.address, t.port, [r.value for r in t.roles], t.gateway, t.session_hosts) for t in inv.targets]
+    assert shape == [
+        (
+            "ws01.corp.example",
+            "10.0.0.9",
+            5999,
+            ["client"],
+            "rdgw01.corp.example",
+            ("rdsh01.corp.example", "rdgw01.corp.example"),
+        ),
+        (
+            "rdgw01.corp.example",
+            "rdgw01.corp.example",
+            5985,
+            ["gateway", "session_host"],
+            "",
+            ("rdsh01.corp.example", "rdgw01.corp.example"),
+        ),
+        ("rdsh01.corp.example", "rdsh01.corp.example", 5985, ["session_host"], "", ()),
+    ]
+    assert {(t.transport, t.auth, t.username) for t in inv.targets} == {("http", "ntlm", "CORP\\admin")}
+    assert {(c.source, c.name) for c in inv.credentials.values()} == {("env", "PW")}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--role", "gateway", "--session-host", "rdsh01.corp.example"],
+            "--gateway and --session-host name a client's connection: use them with --role client",
+        ),
+        (
+            ["--role", "client", "--gateway", "WS01.corp.example"],
+            "WS01.corp.example is --host itself; --gateway and --session-host name the other hosts",
+        ),
+    ],
+)
+def test_a_connection_named_wrongly_is_a_usage_error(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["--host", "ws01.corp.example", *args]) == 2
+    assert capsys.readouterr().err == f"collect: {message}\n"
