@@ -62,6 +62,9 @@ def rdg_trace(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "RD Gateway client tracing is on and shows no 0x904", tuple(evidence))
 
 
+MAX_SERVERS_SHOWN = 20
+
+
 def _unread_client_log(facts: HostFacts) -> Verdict | None:
     """Why the client's own connection log cannot be judged; None when it can."""
     v = _v(facts, "events")
@@ -156,17 +159,22 @@ def unlisted_server(facts: HostFacts) -> Verdict:
     assert log is not None
     window = f"{facts.probes['events'].data['since_hours']} h"
     servers = _mstsc_servers(log)
-    evidence = [Evidence("session hosts in the inventory", ", ".join(listed), "inventory")]
-    for name, seen in servers.items():
-        last = f"; last failure: {describe_disconnect(seen.failures[-1])}" if seen.failures else ""
-        evidence.append(
-            Evidence(f"mstsc to {name} in {window}", f"{seen.started} started, {len(seen.failures)} failed{last}", v)
-        )
     unlisted = [
         name
         for name, seen in servers.items()
         if seen.failures and not _is_address(name) and not any(events.same_host(name, h) for h in listed)
     ]
+    evidence = [Evidence("session hosts in the inventory", ", ".join(listed), "inventory")]
+    # The unlisted failures first, then the busiest; a helpdesk workstation may try hundreds.
+    shown = sorted(servers, key=lambda name: (name not in unlisted, -servers[name].started))
+    for name in shown[:MAX_SERVERS_SHOWN]:
+        seen = servers[name]
+        last = f"; last failure: {describe_disconnect(seen.failures[-1])}" if seen.failures else ""
+        evidence.append(
+            Evidence(f"mstsc to {name} in {window}", f"{seen.started} started, {len(seen.failures)} failed{last}", v)
+        )
+    if len(shown) > MAX_SERVERS_SHOWN:
+        evidence.append(Evidence("other servers mstsc tried", f"{len(shown) - MAX_SERVERS_SHOWN} more", v))
     if unlisted:
         return Verdict(
             Status.WARN,

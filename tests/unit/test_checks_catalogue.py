@@ -310,6 +310,24 @@ def test_a_failed_connection_to_a_server_the_inventory_does_not_list_is_named() 
     ]
 
 
+def test_a_workstation_that_tried_many_servers_shows_the_unlisted_failure_first_and_counts_the_rest() -> None:
+    log = "Microsoft-Windows-TerminalServices-RDPClient/Operational"
+    events = [
+        {"log": log, "id": 1024, "provider": "p", "minutes_ago": 100 - i, "data": {"Value": f"srv{i:02d}.corp.example"}}
+        for i in range(25)
+    ]
+    events += [
+        {"log": log, "id": 1024, "provider": "p", "minutes_ago": 10, "data": {"Value": "rdhs01.corp.example"}},
+        {"log": log, "id": 1026, "provider": "p", "minutes_ago": 9, "data": {"Value": "260"}},
+    ]
+    result = verdict(facts_for("client", events=events), "client.unlisted-server")
+    labels = [e.label for e in result.evidence]
+    assert result.status is Status.WARN
+    assert labels[:2] == ["session hosts in the inventory", "mstsc to rdhs01.corp.example in 24 h"]
+    assert len(labels) == 1 + 20 + 1
+    assert (result.evidence[-1].label, result.evidence[-1].value) == ("other servers mstsc tried", "6 more")
+
+
 def test_the_server_comparison_needs_session_hosts_in_the_inventory() -> None:
     facts = facts_for("client")
     alone = dataclasses.replace(facts, target=dataclasses.replace(facts.target, session_hosts=()))
