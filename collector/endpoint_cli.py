@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 
 from collector import certs
 from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, WHERE_BOUND
+from collector.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from collector.model import CheckResult, NotJudged, Severity, Status, fold_unknowns, to_dict
 from collector.probes.tcp import DEFAULT_TIMEOUT_S
 from collector.workstation import VANTAGE, EndpointReport, check_rdp, check_tls
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 MAX_TIMEOUT_S = 600.0  # a budget per probe step; beyond this it is a typo (and "inf" no socket takes)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import checks, cli
+from collector import checks, cli, reference_cli
 from collector.checks import CatalogueEntry
 from collector.model import Severity
 
@@ -24,7 +24,7 @@ def test_docs_checks_md_is_what_collect_rules_markdown_prints(capsys: pytest.Cap
 
 
 def test_the_page_lists_every_id_once_with_its_metadata() -> None:
-    page = cli.rules_markdown(checks.rules())
+    page = reference_cli.rules_markdown(checks.rules())
     rows = [line for line in page.splitlines() if line.startswith("| `")]
     assert [row.split(" | ")[0].removeprefix("| `").removesuffix("`") for row in rows] == [e.id for e in checks.rules()]
     licensing = next(row for row in rows if row.startswith("| `rdp.licensing`"))
@@ -36,7 +36,7 @@ def test_cells_stay_one_table_cell_each() -> None:
     entry = CatalogueEntry(
         "x.pipe", "a | b", Severity.INFO, ("workstation",), "netstat -ano | findstr 3389\nsecond line", ()
     )
-    [row] = [line for line in cli.rules_markdown([entry]).splitlines() if line.startswith("| `")]
+    [row] = [line for line in reference_cli.rules_markdown([entry]).splitlines() if line.startswith("| `")]
     assert row == "| `x.pipe` | info | workstation | a \\| b | netstat -ano \\| findstr 3389 |"
 
 
