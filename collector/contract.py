@@ -146,6 +146,10 @@ class FirewallRule(_Strict):
     source: str = ""  # PolicyStoreSourceType: Local, GroupPolicy...; absent from earlier results
 
 
+# Get-NetConnectionProfile's NetworkCategory -> the firewall profile that network is under.
+PROFILE_OF_NETWORK = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": "Public"}
+
+
 class FirewallProfile(_Strict):
     """One Windows Firewall profile as enforced (Group Policy merged with the host's own settings)."""
 

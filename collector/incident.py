@@ -28,6 +28,7 @@ from collector.checks.client import agent_product
 from collector.checks.host import clock_skew_s
 from collector.codes import USER_INITIATED, describe_disconnect
 from collector.model import (
+    WHY_UNKNOWN,
     CheckResult,
     Evidence,
     HostClock,
@@ -322,7 +323,7 @@ def _from_checks(failing: Sequence[CheckResult], host: str) -> tuple[str, tuple[
         Evidence(f"{c.id}: {e.label}", e.value, e.vantage)
         for c in failing
         for e in c.evidence
-        if e.label != "why unknown"
+        if e.label != WHY_UNKNOWN
     )
     return f"{first.title} ({first.id} on {host})", evidence
 

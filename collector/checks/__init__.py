@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from collector.model import (
+    WHY_UNKNOWN,
     CheckResult,
     CollectionFailure,
     Evidence,
@@ -126,7 +127,7 @@ def failed_steps(facts: HostFacts, probe: str, *steps: str) -> str:
 
 def not_read(title: str, reason: str, vantage: str) -> Verdict:
     """The unknown verdict of a check whose facts a probe step could not read."""
-    return Verdict(Status.UNKNOWN, title, (Evidence("why unknown", reason, vantage),))
+    return Verdict(Status.UNKNOWN, title, (Evidence(WHY_UNKNOWN, reason, vantage),))
 
 
 def _not_applicable(facts: HostFacts, needs: Sequence[str]) -> bool:
@@ -154,7 +155,7 @@ def _judged(check: Check, facts: HostFacts) -> Verdict:
         return check.evaluate(facts)
     except Exception as exc:  # the bulkhead: named in the result, never hidden
         reason = f"the check could not judge these facts ({type(exc).__name__}: {str(exc)[:200]})"
-        return Verdict(Status.UNKNOWN, check.title, (Evidence("why unknown", reason, "collector"),))
+        return Verdict(Status.UNKNOWN, check.title, (Evidence(WHY_UNKNOWN, reason, "collector"),))
 
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
@@ -174,7 +175,7 @@ def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[Ch
             verdict = Verdict(
                 Status.UNKNOWN,
                 check.title,
-                (Evidence("why unknown", reason, "collector"),),
+                (Evidence(WHY_UNKNOWN, reason, "collector"),),
             )
         else:
             verdict = _judged(check, facts)

@@ -27,7 +27,7 @@ from collector.certs import (
     weak_signature,
 )
 from collector.checks import Verdict
-from collector.model import CheckResult, Evidence, Severity, Status
+from collector.model import WHY_UNKNOWN, CheckResult, Evidence, Severity, Status
 
 DEFAULT_EXPIRES_SOON_DAYS = 30
 
@@ -590,7 +590,7 @@ def chain_results(
 
 def unknown_results(reason: str, *, host: str, endpoint: str, vantage: str) -> tuple[CheckResult, ...]:
     """Every cert.* check as unknown, with why no chain could be judged (never a pass)."""
-    why = Evidence("why unknown", reason, vantage)
+    why = Evidence(WHY_UNKNOWN, reason, vantage)
     return tuple(
         meta.result(
             Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why,)),

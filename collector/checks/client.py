@@ -14,7 +14,7 @@ from typing import Any
 
 from collector.checks import Check, Verdict, events, failed_steps, not_read
 from collector.codes import USER_INITIATED, describe_disconnect
-from collector.model import Evidence, HostFacts, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
 
 RDPCLIENT_LOG = "Microsoft-Windows-TerminalServices-RDPClient/Operational"
 
@@ -210,7 +210,7 @@ def cached_credentials(facts: HostFacts) -> Verdict:
         return Verdict(
             Status.UNKNOWN,
             "Saved Remote Desktop credentials could not be listed for every user",
-            (*evidence, Evidence("why unknown", "; ".join(unread), v)),
+            (*evidence, Evidence(WHY_UNKNOWN, "; ".join(unread), v)),
         )
     return Verdict(Status.PASS, "No saved Remote Desktop credentials", tuple(evidence))
 

@@ -14,7 +14,7 @@ import ipaddress
 
 from collector.checks import Verdict
 from collector.checks.certs import WHERE_BOUND, CheckMeta
-from collector.model import Evidence, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, Severity, Status
 from collector.probes import Failure
 from collector.probes.rdg_http import RdgHttpResult
 from collector.probes.rdp import (
@@ -152,7 +152,7 @@ NEGOTIATE_SCHEMES = frozenset({"negotiate", "ntlm"})
 
 def unknown(meta: CheckMeta, reason: str, vantage: str) -> Verdict:
     """Not judged, and why (never a pass)."""
-    return Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (Evidence("why unknown", reason, vantage),))
+    return Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (Evidence(WHY_UNKNOWN, reason, vantage),))
 
 
 def _is_ip(address: str) -> bool:
@@ -381,7 +381,7 @@ def _nla_verdict(
         return Verdict(
             Status.UNKNOWN,
             f"The listener selects NLA ({neg.selected_name}); whether it requires it is unknown: {why}",
-            (offered, answer, Evidence("why unknown", f"the negotiation offering TLS only {second_try}", vantage)),
+            (offered, answer, Evidence(WHY_UNKNOWN, f"the negotiation offering TLS only {second_try}", vantage)),
         )
     second = nla_probe.negotiation
     tls_only = Evidence("offered TLS only", second.describe(), vantage)

@@ -16,7 +16,7 @@ from cryptography import x509
 from collector.certs import thumbprint
 from collector.checks import Verdict, _missing_reason
 from collector.checks.certs import CheckMeta
-from collector.model import CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
 
 SSL_INSPECTION = CheckMeta(
     id="rdg.ssl-inspection",
@@ -53,7 +53,7 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
     client_vantage = f"{client.target.name} (WinRM probe client)"
     if not seen or not seen.get("chain_der"):
         reason = (seen or {}).get("error") or "no TLS connection from the client to its gateway"
-        return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, (Evidence("why unknown", reason, client_vantage),))
+        return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, (Evidence(WHY_UNKNOWN, reason, client_vantage),))
     received = seen["chain_der"][0]
     evidence = [
         Evidence("certificate the client received", _describe(received), client_vantage),
@@ -78,7 +78,7 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
                     Evidence(f"certificate served on {endpoint}", _describe(view["chain_der"][0]), "workstation")
                 )
     if not expected:
-        evidence.append(Evidence("why unknown", "the gateway's own certificate was not collected", "collector"))
+        evidence.append(Evidence(WHY_UNKNOWN, "the gateway's own certificate was not collected", "collector"))
         return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, tuple(evidence))
     if _thumbprint(received) in expected:
         return Verdict(Status.PASS, "The client receives the gateway's own certificate", tuple(evidence))
@@ -144,7 +144,7 @@ def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict |
 def _not_collected(meta: CheckMeta, facts: HostFacts, probe: str) -> Verdict:
     """Unknown, never pass: the host's probe this check compares was not collected, and why."""
     why = _missing_reason(facts, (probe,)) or f"probe {probe} was not collected"
-    return Verdict(Status.UNKNOWN, meta.title, (Evidence("why unknown", why, "collector"),))
+    return Verdict(Status.UNKNOWN, meta.title, (Evidence(WHY_UNKNOWN, why, "collector"),))
 
 
 def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:

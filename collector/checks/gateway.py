@@ -12,7 +12,7 @@ from typing import Any
 
 from collector.certs import thumbprint
 from collector.checks import Check, Verdict, events, failed_steps, not_read
-from collector.model import Evidence, HostFacts, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
 
 SETTINGS_NOT_READ = "the probe did not report Win32_TSGatewayServerSettings"
 
@@ -162,7 +162,7 @@ def iis_trust(facts: HostFacts) -> Verdict:
             "The IIS trust level of /Rpc and /RpcWithCert could not be read",
             (
                 Evidence(
-                    "why unknown", "IIS's configuration could not be read (WebAdministration); see the probe errors", v
+                    WHY_UNKNOWN, "IIS's configuration could not be read (WebAdministration); see the probe errors", v
                 ),
             ),
         )
@@ -208,7 +208,7 @@ def _gateway_log(facts: HostFacts) -> Mapping[str, Any] | Verdict:
         why = failed
     else:
         return entry
-    return Verdict(Status.UNKNOWN, "The gateway's event log could not be read", (Evidence("why unknown", why, v),))
+    return Verdict(Status.UNKNOWN, "The gateway's event log could not be read", (Evidence(WHY_UNKNOWN, why, v),))
 
 
 def _window(facts: HostFacts) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from collector.checks import Check, Verdict, failed_steps, not_read
-from collector.model import Evidence, HostFacts, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
 
 # Kerberos refuses tickets past 5 minutes of skew (the domain's default MaxClockSkew).
 KERBEROS_TOLERANCE_S = 300
@@ -37,7 +37,7 @@ def time_skew(facts: HostFacts) -> Verdict:
         return Verdict(
             Status.UNKNOWN,
             "The host's clock could not be compared",
-            (Evidence("why unknown", "the host clock or the receipt time is missing", vantage),),
+            (Evidence(WHY_UNKNOWN, "the host clock or the receipt time is missing", vantage),),
         )
     evidence = (
         Evidence("host clock (UTC)", host_now, vantage),
@@ -68,7 +68,7 @@ def secure_channel(facts: HostFacts) -> Verdict:
     if data["secure_channel"] is None:
         why = failed_steps(facts, "host", "Test-ComputerSecureChannel") or "Test-ComputerSecureChannel did not answer"
         return Verdict(
-            Status.UNKNOWN, "The secure channel could not be tested", (*evidence, Evidence("why unknown", why, vantage))
+            Status.UNKNOWN, "The secure channel could not be tested", (*evidence, Evidence(WHY_UNKNOWN, why, vantage))
         )
     return Verdict(Status.PASS, "The domain secure channel is healthy", evidence)
 

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector.checks import Check, Verdict, failed_steps, not_read
-from collector.model import Evidence, HostFacts, Role, Severity, Status
+from collector.contract import PROFILE_OF_NETWORK
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
 
 SECURITY_LAYERS = {0: "RDP Security Layer (classic, no TLS)", 1: "Negotiate", 2: "SSL (TLS)"}
 
@@ -76,9 +77,6 @@ def rdp_not_listening(facts: HostFacts) -> Verdict:
     if "TermService" not in owners:
         return Verdict(Status.WARN, f"TCP {port} is held by something other than TermService", tuple(evidence))
     return Verdict(Status.PASS, f"TermService listens on TCP {port}", tuple(evidence))
-
-
-PROFILE_OF_NETWORK = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": "Public"}
 
 
 def _names(profiles: list[Mapping[str, Any]]) -> str:
@@ -272,7 +270,7 @@ def user_rights(facts: HostFacts) -> Verdict:
         return Verdict(
             Status.UNKNOWN,
             "The Remote Desktop logon rights could not be read",
-            (Evidence("why unknown", errors or "secedit /export did not report the user rights", v),),
+            (Evidence(WHY_UNKNOWN, errors or "secedit /export did not report the user rights", v),),
         )
     allow, deny = rights["remote_interactive"], rights["deny_remote_interactive"]
     evidence = (
@@ -329,7 +327,7 @@ def licensing(facts: HostFacts) -> Verdict:
         return Verdict(
             Status.UNKNOWN,
             "RD Licensing could not be read",
-            (Evidence("why unknown", "Win32_TerminalServiceSetting could not be read; see the probe errors", v),),
+            (Evidence(WHY_UNKNOWN, "Win32_TerminalServiceSetting could not be read; see the probe errors", v),),
         )
     policy_mode, wmi_type = lic["licensing_mode_policy"], lic["licensing_type"]
     mode = policy_mode if policy_mode is not None else wmi_type

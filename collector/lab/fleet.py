@@ -331,9 +331,6 @@ def free_port() -> int:
 SECURITY_LAYER_NAMES = {0: "rdp", 1: "negotiate", 2: "tls"}
 
 
-_PROFILE_OF = {"DomainAuthenticated": "Domain", "Private": "Private", "Public": "Public"}
-
-
 def _firewall_admits_rdp(rdp: dict[str, Any]) -> bool:
     """Whether the emulated firewall lets TCP in to the listener: every profile in force (that of a
     connected network, firewall on) admits rules and lets everything in or has an enabled inbound
@@ -344,7 +341,7 @@ def _firewall_admits_rdp(rdp: dict[str, Any]) -> bool:
     in_force = [
         p
         for p in rdp["firewall_profiles"]
-        if p["name"] in {_PROFILE_OF.get(c, c) for c in rdp["network_categories"]}
+        if p["name"] in {contract.PROFILE_OF_NETWORK.get(c, c) for c in rdp["network_categories"]}
         and p["enabled"] != "False"  # NotConfigured: on, the default
     ]
     return all(
