@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import ipaddress
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -170,8 +172,23 @@ def check_rdp(
 
 
 def trust_for(target: HostTarget) -> certs.TrustStore:
-    """System roots plus the inventory's CA file (the internal PKI that issued the certificates)."""
-    return certs.workstation_trust([target.ca_file] if target.ca_file else [])
+    """System roots plus the inventory's CA file (the internal PKI that issued the certificates).
+
+    Every host of a run names the same few CA files: the store, and the subject index path
+    building reads (a few hundred system roots), is built once per version of the file, not per
+    host. A file rewritten on disk (another size or modification time) is read again."""
+    if not target.ca_file:
+        return _trust(None, None)
+    try:
+        info = os.stat(target.ca_file)
+    except OSError:
+        return certs.workstation_trust([target.ca_file])  # raises CertificateError naming the file
+    return _trust(target.ca_file, (info.st_ino, info.st_size, info.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _trust(ca_file: str | None, version: tuple[int, int, int] | None) -> certs.TrustStore:
+    return certs.workstation_trust([ca_file] if ca_file else [])
 
 
 def _summary(report: EndpointReport) -> dict[str, Any]:

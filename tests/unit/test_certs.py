@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from collector import certs
+from collector import certs, workstation
 from collector.checks import certs as cert_checks
 from collector.lab.pki import AIA_URL, VARIANTS, LabCA, LabPKI
-from collector.model import Status
+from collector.model import HostTarget, Role, Status
 from tests.cert_variants import CERT_CHECK_IDS, EXPECTED_PROBLEMS
 
 NOW = datetime.datetime(2026, 6, 1, 12, 0, tzinfo=datetime.UTC)
@@ -369,6 +369,25 @@ def test_ca_files_load_as_pem_or_der_and_bad_ones_say_why(tmp_path, pki: LabPKI)
     store = certs.workstation_trust([pem], include_system=False)
     assert store.label == f"{pem} (2 certificates)"
     assert len(store.roots) == 2
+
+
+def test_a_hosts_trust_store_is_built_once_per_version_of_its_ca_file(tmp_path, pki: LabPKI) -> None:
+    """Hundreds of hosts name the same CA file: one store (and one subject index) for all of them,
+    until the file on disk changes."""
+    pem = tmp_path / "corp-ca.pem"
+    pem.write_bytes(pki.root.cert_pem)
+    target = HostTarget(name="rdsh01.corp.example", address="10.0.0.1", roles=(Role.SESSION_HOST,), ca_file=str(pem))
+    first = workstation.trust_for(target)
+    assert workstation.trust_for(dataclasses.replace(target, name="rdsh02.corp.example")) is first
+    assert first.roots[-1] == pki.root.cert
+    assert first.label.endswith(f"{pem} (1 certificates)")
+    pem.write_bytes(pki.root.cert_pem + pki.issuing.cert_pem)
+    second = workstation.trust_for(target)
+    assert second is not first
+    assert second.roots[-2:] == (pki.root.cert, pki.issuing.cert)
+    pem.unlink()
+    with pytest.raises(certs.CertificateError, match="cannot read"):
+        workstation.trust_for(target)
 
 
 def test_the_system_store_is_found(monkeypatch) -> None:
