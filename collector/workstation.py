@@ -188,6 +188,7 @@ def trust_for(target: HostTarget) -> certs.TrustStore:
 
 @functools.lru_cache(maxsize=16)
 def _trust(ca_file: str | None, version: tuple[int, int, int] | None) -> certs.TrustStore:
+    """``version`` (inode, size, modification time) is only part of the cache's key."""
     return certs.workstation_trust([ca_file] if ca_file else [])
 
 
@@ -230,7 +231,7 @@ def probe_endpoints(
     try:
         trust = trust_for(target)
     except certs.CertificateError as exc:
-        trust = certs.workstation_trust()
+        trust = _trust(None, None)
         problem = f"the CA file {target.ca_file} could not be read ({exc}); judged against system roots only"
     else:
         problem = ""
