@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import socket
 import threading
 import time
 import warnings
@@ -388,6 +389,22 @@ def test_a_hosts_trust_store_is_built_once_per_version_of_its_ca_file(tmp_path, 
     pem.unlink()
     with pytest.raises(certs.CertificateError, match="cannot read"):
         workstation.trust_for(target)
+
+
+def test_a_host_whose_ca_file_cannot_be_read_is_judged_against_system_roots_and_says_so(tmp_path) -> None:
+    with socket.socket() as unused:  # a port nothing listens on: the probe ends at once
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    missing = tmp_path / "gone.pem"
+    target = HostTarget(
+        name="rdsh01.corp.example", address="127.0.0.1", roles=(Role.SESSION_HOST,), ca_file=str(missing), rdp_port=port
+    )
+    endpoints, _results = workstation.probe_endpoints(target)
+    [endpoint] = endpoints.values()
+    assert endpoint["trust_problem"].startswith(f"the CA file {missing} could not be read (cannot read {missing}")
+    assert endpoint["trust_problem"].endswith("judged against system roots only")
+    assert endpoint["trust"] == workstation.trust_for(dataclasses.replace(target, ca_file="")).label
+    assert endpoint["trust"].startswith("system store (")
 
 
 def test_the_system_store_is_found(monkeypatch) -> None:
