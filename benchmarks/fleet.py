@@ -20,6 +20,10 @@ one figure a line:
     ideal_hosts_per_s: C / (probe seconds + 5 round trips): the pace the ideal bound assumes
     speedup vs naive: per host, against one Client.execute_ps per probe, host after host
 
+With --protocol-only the collector runs without the workstation's own TLS/RDP probes of each
+host and without rendering host pages (see protocol_only.py): what is left is the protocol work
+of C hosts at once. The header line says which collector ran.
+
 Why the ideal counts five round trips: a PSRP session needs at least Create (the runspace pool),
 a Receive that sees it opened, a Command, a Receive with the output, and a Delete. A host's
 probes run side by side in its pool, each over its own connection (their Commands go out
@@ -72,7 +76,9 @@ def _machine_ticks() -> tuple[int, int]:
     return sum(fields), fields[3] + fields[4]  # idle + iowait
 
 
-def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[float, float, float, float, float]:
+def run_collector(
+    inventory: Path, output: Path, concurrency: int, protocol_only: bool = False
+) -> tuple[float, float, float, float, float]:
     """Wall seconds, peak RSS in MB and CPU seconds of one `collect` process, the CPU seconds
     this process (the lab's servers) spent meanwhile, and how busy the machine was.
 
@@ -88,8 +94,7 @@ def run_collector(inventory: Path, output: Path, concurrency: int) -> tuple[floa
         process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "collector.cli",
+                *([str(Path(__file__).with_name("protocol_only.py"))] if protocol_only else ["-m", "collector.cli"]),
                 "--inventory",
                 str(inventory),
                 "--output",
@@ -156,6 +161,11 @@ def main() -> None:
     parser.add_argument("--probe-seconds", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--naive-hosts", type=int, default=5)
+    parser.add_argument(
+        "--protocol-only",
+        action="store_true",
+        help="an experiment: leave out the workstation's endpoint probes and the host pages",
+    )
     args = parser.parse_args()
     rtt = args.latency_ms / 1000
 
@@ -164,7 +174,9 @@ def main() -> None:
         fleet = LabFleet(fleet_hosts(args.hosts), PASSWORD, work / "lab", latency=rtt, probe_seconds=args.probe_seconds)
         with fleet:
             inventory = fleet.write_inventory(work / "inventory.yaml")
-            wall, rss_mb, cpu, lab_cpu, busy = run_collector(inventory, work / "out", args.concurrency)
+            wall, rss_mb, cpu, lab_cpu, busy = run_collector(
+                inventory, work / "out", args.concurrency, args.protocol_only
+            )
         naive_fleet = LabFleet(
             fleet_hosts(args.naive_hosts), PASSWORD, work / "naive", latency=rtt, probe_seconds=args.probe_seconds
         )
@@ -174,7 +186,7 @@ def main() -> None:
     ideal = math.ceil(args.hosts / args.concurrency) * (args.probe_seconds + 5 * rtt)
     print(
         f"hosts: {args.hosts}  latency_ms: {args.latency_ms:g}  probe_seconds: {args.probe_seconds:g}  "
-        f"concurrency: {args.concurrency}"
+        f"concurrency: {args.concurrency}  collector: {'protocol only' if args.protocol_only else 'full'}"
     )
     print(f"wall: {wall:.2f}")
     print(f"ideal: {ideal:.2f}")
