@@ -4,7 +4,7 @@ The collector's Python runs one thread at a time (one interpreter lock), yet it 
 host in flight and one per probe, each woken when its answer arrives. Left to the scheduler they
 wake on any CPU, and each hand-over of the lock to a thread on another CPU costs a cross-CPU
 wake-up and cold caches, dearer still in a virtual machine. Kept on one CPU the same collection
-took a sixth less CPU time and, where the collector's CPU sets the pace, a sixth less wall time
+took a fifth less CPU time and, where the collector's CPU sets the pace, a sixth less wall time
 (README, Performance). Linux only; elsewhere, with a single CPU allowed, or when the CPU cannot be
 chosen (a cpuset that changes under the run), nothing changes.
 """
