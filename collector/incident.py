@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from collector.checks import events as ev
-from collector.checks.client import agent_product
+from collector.checks.client import agent_product, own_validation
 from collector.checks.host import clock_skew_s
 from collector.codes import USER_INITIATED, describe_disconnect
 from collector.model import (
@@ -432,7 +432,7 @@ def _static_tls(client: _Side, gateway: str) -> _Static:
             (Evidence("TLS", error, v),),
         )
     status = ", ".join(seen["chain_status"]) or "no chain errors"
-    evidence = (Evidence("the client's own chain validation", f"{seen['policy_errors']} ({status})", v),)
+    evidence = (Evidence("the client's own chain validation", own_validation(seen), v),)
     if seen["policy_errors"] not in (None, "None"):
         return (
             client,

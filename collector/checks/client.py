@@ -238,6 +238,16 @@ def agent_product(agent: Mapping[str, Any]) -> str:
     return known or agent["product"] or agent["company"] or agent["process"]
 
 
+def own_validation(seen: Mapping[str, Any]) -> str:
+    """The client's own .NET validation of its gateway's certificate, in words: SslPolicyErrors
+    reads "None" when chain, name and trust all pass, which alone would look like a missing value."""
+    errors = seen.get("policy_errors")
+    status = ", ".join(seen.get("chain_status") or ()) or "no chain errors"
+    if errors in (None, "None"):
+        return f"accepted (SslPolicyErrors None; {status})"
+    return f"refused (SslPolicyErrors {errors}; {status})"
+
+
 def tls_intercepting_agent(facts: HostFacts) -> Verdict:
     data = facts.probes["client"].data
     v = _v(facts, "client")

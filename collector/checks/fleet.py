@@ -16,6 +16,7 @@ from cryptography import x509
 from collector.certs import thumbprint
 from collector.checks import Verdict, _missing_reason
 from collector.checks.certs import CheckMeta
+from collector.checks.client import own_validation
 from collector.model import WHY_UNKNOWN, CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
 
 SSL_INSPECTION = CheckMeta(
@@ -57,7 +58,7 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
     received = seen["chain_der"][0]
     evidence = [
         Evidence("certificate the client received", _describe(received), client_vantage),
-        Evidence("client's own chain validation", str(seen.get("policy_errors")), client_vantage),
+        Evidence("client's own chain validation", own_validation(seen), client_vantage),
     ]
     expected: set[str] = set()
     if gateway is not None and "gateway" in gateway.probes:

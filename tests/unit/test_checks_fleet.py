@@ -122,3 +122,21 @@ def test_dns_views_that_disagree_fail_and_name_both() -> None:
 def test_dns_views_that_overlap_pass_and_missing_views_are_unknown() -> None:
     assert dns_verdict(["10.0.0.5", "10.0.0.6"], ["10.0.0.5"]).status is Status.PASS
     assert dns_verdict([], ["10.0.0.5"]).status is Status.UNKNOWN
+
+
+def test_the_clients_own_validation_reads_as_words_not_a_bare_none() -> None:
+    result = verdict([client(b64(INSPECTED)), gateway(thumb(GOOD))])
+    [own] = [e.value for e in result.evidence if e.label == "client's own chain validation"]
+    assert own == "accepted (SslPolicyErrors None; no chain errors)"
+
+
+def test_a_refused_chain_names_the_policy_errors_and_the_chain_status() -> None:
+    from collector.checks.client import own_validation
+
+    seen = {
+        "policy_errors": "RemoteCertificateChainErrors",
+        "chain_status": ["UntrustedRoot", "RevocationStatusUnknown"],
+    }
+    assert own_validation(seen) == (
+        "refused (SslPolicyErrors RemoteCertificateChainErrors; UntrustedRoot, RevocationStatusUnknown)"
+    )

@@ -178,6 +178,7 @@ def test_a_healthy_connection_passes_every_hop_from_its_events() -> None:
     assert hop(path, "client-tls").finding == (
         "c1.corp.example trusts the certificate it receives (Tls12), and it is the gateway's own (rdg.ssl-inspection)"
     )
+    assert hop(path, "client-tls").evidence[0].value == "accepted (SslPolicyErrors None; no chain errors)"
     assert path.symptom == "1 session(s) of c1.corp.example with sh.corp.example in 24 h, all ended normally"
     # The client knows its user as LAB\c1-user, the hosts' events name CORP\c1-user: one account.
     assert path.users == ("LAB\\c1-user",)
