@@ -68,7 +68,8 @@ def resolve(
             if not interactive:
                 raise CredentialError(
                     f"the password for {ref.username} is to be prompted for, but there is no terminal "
-                    "(for unattended runs use password_env or password_keyring)"
+                    "(for unattended runs: password_env or password_keyring in the inventory, "
+                    "or --password-env VAR with --host)"
                 )
             value = prompt(f"Password for {ref.username}: ")
             if not value:

@@ -32,8 +32,11 @@ def test_prompt_once_per_account() -> None:
 
 
 def test_prompt_without_terminal_is_an_error() -> None:
-    with pytest.raises(CredentialError, match="no terminal"):
+    with pytest.raises(CredentialError, match="no terminal") as raised:
         resolve([CredentialRef("u", "prompt")], interactive=False, environ={})
+    # Both ways out: the inventory's keys, and the option of a run without one.
+    assert "password_env or password_keyring in the inventory" in str(raised.value)
+    assert "--password-env VAR with --host" in str(raised.value)
 
 
 def test_keyring_without_backend_is_a_clear_error() -> None:
