@@ -2,10 +2,11 @@
 
     python benchmarks/fleet.py --hosts 200 --latency-ms 50 --probe-seconds 1 --concurrency 50
 
-Starts N lab session hosts on loopback (WS-Management + PSRP, Basic over HTTP to keep the lab's
-own CPU out of the figures), each answering every WinRM request after LATENCY and every probe
-after PROBE-SECONDS, runs `collect --inventory` against them as a separate process, and prints
-one figure a line:
+Starts N lab session hosts on loopback (WS-Management + PSRP), each answering every WinRM request
+after LATENCY and every probe after PROBE-SECONDS, runs `collect --inventory` against them as a
+separate process, and prints one figure a line. The hosts take Basic over HTTP by default, which
+keeps the lab's own CPU out of the figures; --auth ntlm and --transport https measure what real
+estates use (an NTLM handshake and message sealing per connection, TLS):
 
     wall: the collector's wall time (process start to exit, reports written)
     ideal: ceil(N / C) x (probe seconds + 5 round trips)
@@ -59,13 +60,13 @@ from collector.runner import RunOptions, plan
 PASSWORD = "benchmark-Pa55"  # noqa: S105 - the lab's throwaway password
 
 
-def fleet_hosts(count: int) -> list:
-    """N healthy session hosts, copies of the demo's rdsh01 under new names, over Basic/HTTP."""
+def fleet_hosts(count: int, transport: str = "http", auth: str = "basic") -> list:
+    """N healthy session hosts, copies of the demo's rdsh01 under new names."""
     import dataclasses
 
     [template] = [h for h in load_scenario() if h.name == "rdsh01.lab.test"]
     return [
-        dataclasses.replace(template, name=f"rdsh{i:04d}.bench.test", transport="http", auth="basic")
+        dataclasses.replace(template, name=f"rdsh{i:04d}.bench.test", transport=transport, auth=auth)
         for i in range(count)
     ]
 
@@ -145,9 +146,12 @@ def run_naive(fleet: LabFleet) -> float:
             port=fleet.ports[host.name],
             username=LAB_USER,
             password=PASSWORD,
-            ssl=False,
-            auth="basic",
-            encryption="never",
+            ssl=host.transport == "https",
+            auth=host.auth,
+            encryption="never" if host.auth == "basic" else "auto",
+            # The lab's certificates name the hosts, which are not in DNS; this baseline times the
+            # protocol with the lab's throwaway password, so it connects to loopback unverified.
+            cert_validation=False,
         )
         for call in plan(target, RunOptions()):
             client.execute_ps(scripts.load(call.probe).text)
@@ -161,6 +165,8 @@ def main() -> None:
     parser.add_argument("--probe-seconds", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--naive-hosts", type=int, default=5)
+    parser.add_argument("--auth", choices=["basic", "ntlm"], default="basic", help="default: basic")
+    parser.add_argument("--transport", choices=["http", "https"], default="http", help="default: http")
     parser.add_argument(
         "--protocol-only",
         action="store_true",
@@ -171,14 +177,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="collect-bench-") as tmp:
         work = Path(tmp)
-        fleet = LabFleet(fleet_hosts(args.hosts), PASSWORD, work / "lab", latency=rtt, probe_seconds=args.probe_seconds)
+        hosts = fleet_hosts(args.hosts, args.transport, args.auth)
+        fleet = LabFleet(hosts, PASSWORD, work / "lab", latency=rtt, probe_seconds=args.probe_seconds)
         with fleet:
             inventory = fleet.write_inventory(work / "inventory.yaml")
             wall, rss_mb, cpu, lab_cpu, busy = run_collector(
                 inventory, work / "out", args.concurrency, args.protocol_only
             )
         naive_fleet = LabFleet(
-            fleet_hosts(args.naive_hosts), PASSWORD, work / "naive", latency=rtt, probe_seconds=args.probe_seconds
+            fleet_hosts(args.naive_hosts, args.transport, args.auth),
+            PASSWORD,
+            work / "naive",
+            latency=rtt,
+            probe_seconds=args.probe_seconds,
         )
         with naive_fleet:
             naive = run_naive(naive_fleet)
@@ -186,7 +197,8 @@ def main() -> None:
     ideal = math.ceil(args.hosts / args.concurrency) * (args.probe_seconds + 5 * rtt)
     print(
         f"hosts: {args.hosts}  latency_ms: {args.latency_ms:g}  probe_seconds: {args.probe_seconds:g}  "
-        f"concurrency: {args.concurrency}  collector: {'protocol only' if args.protocol_only else 'full'}"
+        f"concurrency: {args.concurrency}  winrm: {args.auth}/{args.transport}  "
+        f"collector: {'protocol only' if args.protocol_only else 'full'}"
     )
     print(f"wall: {wall:.2f}")
     print(f"ideal: {ideal:.2f}")

@@ -20,13 +20,16 @@ FIGURES = ("wall", "ideal", "ratio", "peak_rss_mb", "cpu_s_per_host", "lab_cpu_s
 FIGURES += ("machine_busy", "one_core_hosts_per_s", "ideal_hosts_per_s")
 
 
-def test_the_fleet_benchmark_prints_one_figure_a_line() -> None:
+@pytest.mark.parametrize(
+    ("options", "winrm"), [((), "basic/http"), (("--auth", "ntlm", "--transport", "https"), "ntlm/https")]
+)
+def test_the_fleet_benchmark_prints_one_figure_a_line(options: tuple[str, ...], winrm: str) -> None:
     run = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "fleet.py"),
             *("--hosts", "2", "--latency-ms", "10", "--probe-seconds", "0.2", "--concurrency", "2"),
-            *("--naive-hosts", "1"),
+            *("--naive-hosts", "1", *options),
         ],
         capture_output=True,
         text=True,
@@ -36,7 +39,7 @@ def test_the_fleet_benchmark_prints_one_figure_a_line() -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    assert lines[0] == "hosts: 2  latency_ms: 10  probe_seconds: 0.2  concurrency: 2  collector: full"
+    assert lines[0] == f"hosts: 2  latency_ms: 10  probe_seconds: 0.2  concurrency: 2  winrm: {winrm}  collector: full"
     figures = {key: float(value) for key, value in (line.split(": ") for line in lines[1:-1])}
     assert set(figures) == set(FIGURES)
     assert figures["ideal"] == 0.25  # one wave of two hosts: 0.2 s of probe + 5 round trips of 10 ms
@@ -85,3 +88,20 @@ def test_the_protocol_only_collector_leaves_out_endpoint_probes_and_pages_and_no
     assert (tmp_path / "protocol only" / "latest" / page).read_text() == ""  # written, not rendered
     assert "rdsh01.lab.test" in (tmp_path / "full" / "latest" / page).read_text()
     assert "rdsh01.lab.test" in (tmp_path / "protocol only" / "latest" / "index.html").read_text()
+
+
+def test_the_benchmark_fleet_takes_the_winrm_it_is_asked_for(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fleet", ROOT / "benchmarks" / "fleet.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    hosts = bench.fleet_hosts(3, "https", "ntlm")
+    assert [(h.name, h.transport, h.auth) for h in hosts] == [
+        (f"rdsh000{i}.bench.test", "https", "ntlm") for i in range(3)
+    ]
+    # And the inventory the collector reads says so too (no Basic-only allow_unencrypted).
+    with LabFleet(hosts[:1], "bench-Pa55", tmp_path / "lab") as lab:
+        [entry] = lab.inventory_document()["hosts"]
+    assert (entry["transport"], entry["auth"]) == ("https", "ntlm") and "allow_unencrypted" not in entry
