@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from collector import checks, contract, cpu, scripts, workstation
+from collector import checks, contract, scripts, workstation
 from collector.checks.client import TLS_AGENTS
 from collector.checks.services import services_for
 from collector.credentials import Secret
@@ -247,8 +247,7 @@ def run_hosts(
     """Collect and judge every host, at most ``concurrency`` at a time; inventory order kept.
 
     ``on_host_done`` gets each host's report as it is judged and may return what the run should
-    keep of it instead (its pages written, a large run need not hold every report whole). The
-    threads of the run stay on one CPU (``cpu.one_cpu``)."""
+    keep of it instead (its pages written, a large run need not hold every report whole)."""
     done: queue.Queue[tuple[str, HostFacts]] = queue.Queue()
     pending = list(targets)
     in_flight: dict[str, _InFlight] = {}
@@ -276,27 +275,26 @@ def run_hosts(
             )
             flight.thread.start()
 
-    with cpu.one_cpu():  # one interpreter lock: its hand-overs are cheapest on one CPU
-        while pending or in_flight:
-            start_more()
-            wait = max(0.0, min(f.deadline for f in in_flight.values()) - time.monotonic())
-            try:
-                name, facts = done.get(timeout=min(wait, 1.0) if wait > 0 else 0.01)
-                if name in in_flight:  # a late answer from an abandoned worker is dropped
-                    del in_flight[name]
-                    start_more()  # keep the hosts busy before the report work for this one
-                    finish(facts)
-            except queue.Empty:
-                pass
-            now = time.monotonic()
-            for name, flight in list(in_flight.items()):
-                if now >= flight.deadline:
-                    del in_flight[name]
-                    if flight.thread is not None:
-                        abandoned.append(flight.thread)
-                    start_more()
-                    finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
-        _let_abandoned_workers_close(abandoned, abandoned_grace_s)
+    while pending or in_flight:
+        start_more()
+        wait = max(0.0, min(f.deadline for f in in_flight.values()) - time.monotonic())
+        try:
+            name, facts = done.get(timeout=min(wait, 1.0) if wait > 0 else 0.01)
+            if name in in_flight:  # a late answer from an abandoned worker is dropped
+                del in_flight[name]
+                start_more()  # keep the hosts busy before the report work for this one
+                finish(facts)
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        for name, flight in list(in_flight.items()):
+            if now >= flight.deadline:
+                del in_flight[name]
+                if flight.thread is not None:
+                    abandoned.append(flight.thread)
+                start_more()
+                finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
+    _let_abandoned_workers_close(abandoned, abandoned_grace_s)
     return [reports[t.name] for t in targets]
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 import time
-
-import pytest
 
 from collector import runner
 from collector.model import CollectionFailure, HostFacts, HostTarget, ProbeResult, Role, Status
@@ -161,23 +158,3 @@ def test_what_on_host_done_returns_is_what_the_run_keeps() -> None:
     reports = runner.run_hosts([target("small"), target("whole")], {}, collect=collect, on_host_done=on_host_done)
     assert reports[0] is kept["small"]
     assert reports[1] is not kept["whole"] and len(reports[1].checks) > 1  # None keeps the report itself
-
-
-@pytest.mark.skipif(
-    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and at least two CPUs to choose from",
-)
-def test_the_runs_threads_share_one_cpu_and_the_caller_gets_its_cpus_back() -> None:
-    before = os.sched_getaffinity(0)
-    seen: list[set[int]] = []
-
-    def collect(t, password, progress, options):
-        inner = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))  # a probe's lane
-        inner.start()
-        inner.join()
-        seen.append(os.sched_getaffinity(0))
-        return HostFacts(target=t)
-
-    runner.run_hosts([target(f"h{i}") for i in range(4)], {}, concurrency=2, collect=collect)
-    assert len(seen) == 8 and len(seen[0]) == 1 and all(cpus == seen[0] for cpus in seen)
-    assert seen[0] <= before and os.sched_getaffinity(0) == before
