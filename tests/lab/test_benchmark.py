@@ -90,6 +90,7 @@ def test_the_protocol_only_collector_leaves_out_endpoint_probes_and_pages_and_no
     assert "rdsh01.lab.test" in (tmp_path / "protocol only" / "latest" / "index.html").read_text()
 
 
+@pytest.mark.lab
 def test_the_benchmark_fleet_takes_the_winrm_it_is_asked_for(tmp_path: Path) -> None:
     import importlib.util
 
