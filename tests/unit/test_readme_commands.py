@@ -1,0 +1,58 @@
+"""Every `collect` command line in the README's shell and console examples is one the CLI takes:
+run commands are parsed and, for --host, turned into their inventory; `explain` runs. A renamed
+option or a changed rule fails here instead of in front of someone following the README."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from collector import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# Commands that reach the network or serve until stopped: their options are parsed by their own
+# commands' tests; here only that the README names real commands.
+NOT_RUN_HERE = {"check-rdp", "check-tls", "lab"}
+
+
+def readme_commands() -> list[list[str]]:
+    blocks = re.findall(r"```(?:sh|console)\n(.*?)```", README, flags=re.DOTALL)
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.removeprefix("$ ").strip()
+            if line.startswith("collect "):
+                commands.append(shlex.split(line, comments=True)[1:])
+    return commands
+
+
+COMMANDS = readme_commands()
+
+
+def test_the_readme_has_the_commands_a_newcomer_copies() -> None:
+    firsts = {argv[0] for argv in COMMANDS}
+    assert {"--inventory", "--host", "explain", "check-rdp", "lab"} <= firsts
+    assert len(COMMANDS) >= 9
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a)[:60] for a in COMMANDS])
+def test_each_readme_command_is_one_the_cli_takes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    if argv[0] in cli.COMMANDS:
+        if argv[0] in NOT_RUN_HERE:
+            return
+        assert argv[0] == "explain", f"add a way to check 'collect {argv[0]}' here"
+        assert cli.main(argv) == 0, capsys.readouterr().err
+        assert "Likely causes" in capsys.readouterr().out
+        return
+    args = cli._run_parser().parse_args(argv)  # an unknown option exits 2 here
+    if args.host:
+        built = cli._single_host_inventory(args)  # a UsageError or InventoryError fails the test
+        assert built.targets[0].name == args.host
+        named = {args.host, *([args.gateway] if args.gateway else []), *(args.session_host or [])}
+        assert {t.name for t in built.targets} == named
+    else:
+        assert args.inventory is not None
