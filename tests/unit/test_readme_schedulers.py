@@ -54,3 +54,16 @@ def test_the_systemd_units_keep_comments_on_lines_of_their_own() -> None:
     [exec_start] = [line for line in joined.splitlines() if line.startswith("ExecStart=")]
     assert exec_start.split()[0] == f"ExecStart={COLLECT}" and "--quiet" in exec_start.split()
     assert "systemctl enable --now rdp-collector.timer" in SECTION
+
+
+def test_the_task_scheduler_example_is_windows_powershell_that_parses() -> None:
+    import tree_sitter_powershell
+    from tree_sitter import Language, Parser
+
+    [script] = fenced("powershell")
+    tree = Parser(Language(tree_sitter_powershell.language())).parse(script.encode("utf-8"))
+    assert not tree.root_node.has_error
+    for cmdlet in ("New-ScheduledTaskAction", "New-ScheduledTaskTrigger", "Register-ScheduledTask"):
+        assert cmdlet in script
+    # The task runs the collector quietly, with retention, as the account whose keyring holds the password.
+    assert "--quiet --keep 30" in script and "-User 'CORP\\svc-rdpdiag'" in script
