@@ -468,7 +468,8 @@ def cmd_lab(argv: Sequence[str]) -> int:
             except OSError as exc:
                 raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
             print(
-                f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {written}; try: collect --inventory {written}",
+                f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {written}; "
+                f"try, with ${PASSWORD_ENV} set as here: collect --inventory {written}",
                 flush=True,
             )
             while not stop.wait(0.5):

@@ -546,6 +546,9 @@ def test_collect_lab_serves_until_sigterm(tmp_path: Path) -> None:
     try:
         ready = lab.stdout.readline()
         assert ready.startswith("lab ready: 11 hosts on 127.0.0.1; inventory ")
+        # The other terminal needs the password variable too; its value is never printed.
+        assert f"try, with ${PASSWORD_ENV} set as here: collect --inventory {inv_path}" in ready
+        assert PASSWORD not in ready
         result = run_collect(
             "--inventory",
             str(inv_path),
