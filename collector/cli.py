@@ -138,6 +138,8 @@ def run_collection(
     for target in inv.targets:
         if not target.cert_validation:
             _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
+    if metrics_file is not None and (problem := metrics.name_problem(metrics_file)):
+        _err(f"warning: --metrics {metrics_file}: {problem}")
 
     started = utc_now()
     baseline, why_not = runs.previous_baseline(output) if output.is_dir() else (None, "no previous run")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 from collector.model import RunReport
 
@@ -81,3 +82,11 @@ def render(run: RunReport) -> str:
         f"{PREFIX}_last_run_timestamp_seconds {finished.timestamp():.0f}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def name_problem(path: Path) -> str | None:
+    """Why node_exporter would never read ``path``, said before the run rather than noticed the
+    morning after in an empty dashboard: its textfile collector reads only ``*.prom`` files."""
+    if path.suffix != ".prom":
+        return "node_exporter's textfile collector reads only files whose names end in .prom"
+    return None

@@ -36,9 +36,13 @@ def test_second_run_reports_changes_prunes_and_writes_metrics(tmp_path: Path) ->
     out, prom = tmp_path / "out", tmp_path / "metrics" / "rdp.prom"
     with LabFleet(hosts, PASSWORD, tmp_path / "lab") as lab:
         inv = lab.write_inventory(tmp_path / "inventory.yaml")
-        first = collect("--inventory", str(inv), "--output", str(out), "-q")
+        misnamed = tmp_path / "rdp.txt"
+        first = collect("--inventory", str(inv), "--output", str(out), "-q", "--metrics", str(misnamed))
         assert first.returncode == 1, first.stderr
         assert " new=" not in first.stderr  # nothing to compare with yet
+        # A name node_exporter would never read is said at the start; the run and the file go on.
+        assert first.stderr.startswith(f"collect: warning: --metrics {misnamed}: node_exporter's textfile")
+        assert "rdp_collector_checks" in misnamed.read_text()
         lab.servers["rdsh01.lab.test"].stop()  # rdsh01 goes down overnight
         second = collect("--inventory", str(inv), "--output", str(out), "-q", "--keep", "1", "--metrics", str(prom))
     assert second.returncode == 1, second.stderr
@@ -51,6 +55,7 @@ def test_second_run_reports_changes_prunes_and_writes_metrics(tmp_path: Path) ->
     assert still[0].startswith("net.tcp-blocked @ rdsh06.lab.test:") and still[1:] == ["rdp.firewall-closed"]
     runs = [p.name for p in out.iterdir() if not p.name.startswith(".") and p.name != "latest"]
     assert runs == [(out / "latest").resolve().name]  # --keep 1 pruned the first run
+    assert "--metrics" not in second.stderr  # a .prom name: no warning
     text = prom.read_text()
     assert 'rdp_collector_host_collected{host="rdsh01.lab.test"} 0' in text
     assert 'rdp_collector_certificate_expiry_days{host="rdsh06.lab.test",where="rdp-listener"' in text

@@ -105,3 +105,13 @@ def test_node_exporter_reads_every_metric_of_the_file_the_run_writes(node_export
     assert ours[expiry] == "60"
     assert ours["rdp_collector_run_duration_seconds"] == "30"
     assert float(ours["rdp_collector_last_run_timestamp_seconds"]) == 1767225630
+
+
+def test_node_exporter_ignores_a_file_not_named_prom(node_exporter: tuple[Path, str]) -> None:
+    """Why `collect --metrics` warns about such a name before the run."""
+    folder, url = node_exporter
+    report.atomic_write(folder / "rdp_collector.txt", metrics.render(a_run()))
+    assert metrics.name_problem(folder / "rdp_collector.txt") is not None
+    exposed = scrape(url)
+    assert "\nnode_textfile_scrape_error 0\n" in exposed
+    assert not any(line.startswith("rdp_collector_") for line in exposed.splitlines())

@@ -149,3 +149,9 @@ def test_metrics_text(tmp_path: Path) -> None:
     )
     assert "rdp_collector_run_duration_seconds 30.000" in text
     assert text.endswith("\n") and all(line.startswith(("#", "rdp_collector_")) for line in text.splitlines())
+
+
+def test_a_metrics_file_node_exporter_would_never_read_is_named_before_the_run() -> None:
+    assert metrics.name_problem(Path("/var/lib/prometheus/node-exporter/rdp_collector.prom")) is None
+    problem = metrics.name_problem(Path("/var/lib/prometheus/node-exporter/rdp_collector.txt"))
+    assert problem == "node_exporter's textfile collector reads only files whose names end in .prom"
