@@ -56,3 +56,25 @@ def test_each_readme_command_is_one_the_cli_takes(argv: list[str], capsys: pytes
         assert {t.name for t in built.targets} == named
     else:
         assert args.inventory is not None
+
+
+def console_sessions() -> list[tuple[list[str], list[str]]]:
+    """(command, the output lines the README shows for it) from its ``console`` blocks."""
+    sessions: list[tuple[list[str], list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", README, flags=re.DOTALL):
+        for line in block.splitlines():
+            if line.startswith("$ collect "):
+                sessions.append((shlex.split(line)[2:], []))
+            elif sessions and line.strip() not in ("", "..."):
+                sessions[-1][1].append(line.rstrip())
+    return sessions
+
+
+def test_what_the_readme_shows_explain_print_is_what_it_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    shown = [(argv, lines) for argv, lines in console_sessions() if argv[0] == "explain"]
+    assert len(shown) == 2
+    for argv, lines in shown:
+        assert cli.main(argv) == 0
+        printed = capsys.readouterr().out.splitlines()
+        missing = [line for line in lines if line not in printed]
+        assert not missing, f"collect {' '.join(argv)} no longer prints: {missing}"
