@@ -78,3 +78,16 @@ def test_what_the_readme_shows_explain_print_is_what_it_prints(capsys: pytest.Ca
         printed = capsys.readouterr().out.splitlines()
         missing = [line for line in lines if line not in printed]
         assert not missing, f"collect {' '.join(argv)} no longer prints: {missing}"
+
+
+def test_the_readme_options_table_and_the_parser_name_the_same_options() -> None:
+    section = README[README.index("### Options") : README.index("**Exit codes:**")]
+    table = set(re.findall(r"`(--[a-z-]+)(?=[` ])", section))  # not node_exporter's --collector.*
+    parser = {
+        option
+        for action in cli._run_parser()._actions
+        for option in action.option_strings
+        if option.startswith("--") and option not in ("--help", "--version")
+    }
+    assert table - parser == set(), "the README names options the CLI does not have"
+    assert parser - table == set(), "options the README's table does not explain"
