@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from collector import cli
+from collector import cli, endpoint_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-# Commands that reach the network or serve until stopped: their options are parsed by their own
-# commands' tests; here only that the README names real commands.
-NOT_RUN_HERE = {"check-rdp", "check-tls", "lab"}
+# Commands that reach the network: parsed here, not run (their own tests run them).
+PARSED_ONLY = {"check-rdp", "check-tls"}
+# Serves until stopped: only its name is checked here (tests/lab runs it).
+NOT_RUN_HERE = {"lab"}
 
 
 def readme_commands() -> list[list[str]]:
@@ -43,6 +44,10 @@ def test_the_readme_has_the_commands_a_newcomer_copies() -> None:
 def test_each_readme_command_is_one_the_cli_takes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     if argv[0] in cli.COMMANDS:
         if argv[0] in NOT_RUN_HERE:
+            return
+        if argv[0] in PARSED_ONLY:
+            args = endpoint_cli._parser(argv[0], 0, "").parse_args(argv[1:])  # an unknown option exits 2
+            assert args.name and not args.name.startswith("-")
             return
         assert argv[0] == "explain", f"add a way to check 'collect {argv[0]}' here"
         assert cli.main(argv) == 0, capsys.readouterr().err
@@ -91,3 +96,11 @@ def test_the_readme_options_table_and_the_parser_name_the_same_options() -> None
     }
     assert table - parser == set(), "the README names options the CLI does not have"
     assert parser - table == set(), "options the README's table does not explain"
+
+
+def test_the_options_the_readme_gives_check_tls_and_check_rdp_exist() -> None:
+    section = README[README.index("`collect check-tls GATEWAY") : README.index("Then the one connection that fails")]
+    named = set(re.findall(r"`(--[a-z-]+)", section)) | set(re.findall(r"\[(--[a-z-]+)", section))
+    assert {"--address", "--port", "--json", "--fail-on", "--expires-soon-days"} <= named
+    parser = {o for a in endpoint_cli._parser("check-tls", 443, "")._actions for o in a.option_strings}
+    assert named <= parser
