@@ -104,3 +104,38 @@ def test_the_options_the_readme_gives_check_tls_and_check_rdp_exist() -> None:
     assert {"--address", "--port", "--json", "--fail-on", "--expires-soon-days"} <= named
     parser = {o for a in endpoint_cli._parser("check-tls", 443, "")._actions for o in a.option_strings}
     assert named <= parser
+
+
+BROKEN_INVENTORY = """\
+defaults:
+  username: 'CORP\\\\admin'
+  password_env: RDPDIAG_PASSWORD
+hosts:
+  - name: rdgw01.corp.example
+    roles: [gateway]
+  - name: rdsh01.corp.example
+    roles: [session_host]
+  - name: rdsh02.corp.example
+    roles: [gatway]
+  - name: ws01.corp.example
+    roles: [clint]
+    gateway: rdgw01.corp.example
+  - name: ws02.corp.example
+    roles: [client]
+    gateway: rdgw9.corp.example
+"""
+
+
+def test_the_inventory_mistakes_the_readme_shows_are_what_collect_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shown = [block.splitlines() for block in re.findall(r"```text\n(.*?)```", README, flags=re.DOTALL)]
+    fields, references = shown[0], shown[1]
+    monkeypatch.chdir(tmp_path)
+    Path("inventory.yaml").write_text(BROKEN_INVENTORY, encoding="utf-8")
+    assert cli.main(["--inventory", "inventory.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == fields
+    fixed = BROKEN_INVENTORY.replace("[gatway]", "[session_host]").replace("[clint]", "[client]")
+    Path("inventory.yaml").write_text(fixed, encoding="utf-8")
+    assert cli.main(["--inventory", "inventory.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == references
