@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from collector.checks import events as ev
-from collector.checks.client import agent_product, own_validation
+from collector.checks.client import agent_product, chain_status, own_validation, own_validation_accepts
 from collector.checks.host import clock_skew_s
 from collector.codes import USER_INITIATED, describe_disconnect
 from collector.model import (
@@ -431,13 +431,13 @@ def _static_tls(client: _Side, gateway: str) -> _Static:
             f"no TLS session from {client.name} to {gateway}: {error}",
             (Evidence("TLS", error, v),),
         )
-    status = ", ".join(seen["chain_status"]) or "no chain errors"
     evidence = (Evidence("the client's own chain validation", own_validation(seen), v),)
-    if seen["policy_errors"] not in (None, "None"):
+    if not own_validation_accepts(seen):
         return (
             client,
             Status.FAIL,
-            f"{client.name} does not trust the certificate {gateway} presents ({seen['policy_errors']}: {status})",
+            f"{client.name} does not trust the certificate {gateway} presents "
+            f"({seen['policy_errors']}: {chain_status(seen)})",
             evidence,
         )
     return (

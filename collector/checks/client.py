@@ -238,14 +238,22 @@ def agent_product(agent: Mapping[str, Any]) -> str:
     return known or agent["product"] or agent["company"] or agent["process"]
 
 
+def chain_status(seen: Mapping[str, Any]) -> str:
+    """The X509Chain status the client reported for its gateway's chain, or that it reported none."""
+    return ", ".join(seen.get("chain_status") or ()) or "no chain errors"
+
+
+def own_validation_accepts(seen: Mapping[str, Any]) -> bool:
+    """Whether the client's own .NET validation accepted its gateway's certificate: SslPolicyErrors
+    reads "None" when chain, name and trust all pass."""
+    return seen.get("policy_errors") in (None, "None")
+
+
 def own_validation(seen: Mapping[str, Any]) -> str:
-    """The client's own .NET validation of its gateway's certificate, in words: SslPolicyErrors
-    reads "None" when chain, name and trust all pass, which alone would look like a missing value."""
-    errors = seen.get("policy_errors")
-    status = ", ".join(seen.get("chain_status") or ()) or "no chain errors"
-    if errors in (None, "None"):
-        return f"accepted (SslPolicyErrors None; {status})"
-    return f"refused (SslPolicyErrors {errors}; {status})"
+    """That validation in words: a bare "None" would look like a missing value."""
+    if own_validation_accepts(seen):
+        return f"accepted (SslPolicyErrors None; {chain_status(seen)})"
+    return f"refused (SslPolicyErrors {seen['policy_errors']}; {chain_status(seen)})"
 
 
 def tls_intercepting_agent(facts: HostFacts) -> Verdict:
