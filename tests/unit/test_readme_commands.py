@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from collector import cli, endpoint_cli
+from tests.readme import README, fenced
 
-ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 # Commands that reach the network: parsed here, not run (their own tests run them).
 PARSED_ONLY = {"check-rdp", "check-tls"}
 # Serves until stopped: only its name is checked here (tests/lab runs it).
@@ -21,7 +20,7 @@ NOT_RUN_HERE = {"lab"}
 
 
 def readme_commands() -> list[list[str]]:
-    blocks = re.findall(r"```(?:sh|console)\n(.*?)```", README, flags=re.DOTALL)
+    blocks = fenced("sh", "console")
     commands = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
@@ -66,7 +65,7 @@ def test_each_readme_command_is_one_the_cli_takes(argv: list[str], capsys: pytes
 def console_sessions() -> list[tuple[list[str], list[str]]]:
     """(command, the output lines the README shows for it) from its ``console`` blocks."""
     sessions: list[tuple[list[str], list[str]]] = []
-    for block in re.findall(r"```console\n(.*?)```", README, flags=re.DOTALL):
+    for block in fenced("console"):
         for line in block.splitlines():
             if line.startswith("$ collect "):
                 sessions.append((shlex.split(line)[2:], []))
@@ -108,7 +107,7 @@ def test_the_options_the_readme_gives_check_tls_and_check_rdp_exist() -> None:
 
 BROKEN_INVENTORY = """\
 defaults:
-  username: 'CORP\\\\admin'
+  username: 'CORP\\admin'
   password_env: RDPDIAG_PASSWORD
 hosts:
   - name: rdgw01.corp.example
@@ -129,7 +128,7 @@ hosts:
 def test_the_inventory_mistakes_the_readme_shows_are_what_collect_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    shown = [block.splitlines() for block in re.findall(r"```text\n(.*?)```", README, flags=re.DOTALL)]
+    shown = [block.splitlines() for block in fenced("text")]
     fields, references = shown[0], shown[1]
     monkeypatch.chdir(tmp_path)
     Path("inventory.yaml").write_text(BROKEN_INVENTORY, encoding="utf-8")

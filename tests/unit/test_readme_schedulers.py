@@ -5,24 +5,20 @@ as systemd reads them."""
 from __future__ import annotations
 
 import os
-import re
 import stat
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+from tests.readme import README, fenced
+
 SECTION = README[README.index("## Running it every night") : README.index("## Reports")]
 CREDENTIALS = "/etc/rdp-collector/credentials.env"
 COLLECT = "/opt/rdp-collector/.venv/bin/collect"
 
 
-def fenced(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", SECTION, flags=re.DOTALL)
-
-
 def test_the_cron_line_hands_the_password_to_collect(tmp_path: Path) -> None:
-    [line] = [line for block in fenced("sh") for line in block.splitlines() if line.startswith("30 5 * * * ")]
+    lines = (line for block in fenced("sh", within=SECTION) for line in block.splitlines())
+    [line] = [line for line in lines if line.startswith("30 5 * * * ")]
     command = line.split(" ", 5)[5]  # after the five time fields, what cron gives /bin/sh
     assert CREDENTIALS in command and COLLECT in command
     credentials = tmp_path / "credentials.env"
@@ -43,7 +39,7 @@ def test_the_cron_line_hands_the_password_to_collect(tmp_path: Path) -> None:
 
 
 def test_the_systemd_units_keep_comments_on_lines_of_their_own() -> None:
-    [units] = fenced("ini")
+    [units] = fenced("ini", within=SECTION)
     settings = [line for line in units.splitlines() if line.strip() and not line.lstrip().startswith(("#", ";", "["))]
     assert settings, "no settings found in the systemd example"
     for line in settings:
@@ -60,7 +56,7 @@ def test_the_task_scheduler_example_is_windows_powershell_that_parses() -> None:
     import tree_sitter_powershell
     from tree_sitter import Language, Parser
 
-    [script] = fenced("powershell")
+    [script] = fenced("powershell", within=SECTION)
     tree = Parser(Language(tree_sitter_powershell.language())).parse(script.encode("utf-8"))
     assert not tree.root_node.has_error
     for cmdlet in ("New-ScheduledTaskAction", "New-ScheduledTaskTrigger", "Register-ScheduledTask"):
