@@ -6,6 +6,11 @@ does (each issuer found by name *and* signature among the certificates sent and 
 anchors), and runs RFC 5280 path validation with ``cryptography.x509.verification``. The result is
 a ``ChainAnalysis`` of facts; ``collector.checks.certs`` turns it into ``cert.*`` check results.
 
+Every certificate is read in full once, by ``read_certificate``: the one place cryptography's
+parser meets what endpoints, hosts and CA files send. A certificate it cannot read (a duplicated
+extension, an invalid version, a malformed name) becomes a reason in words there, and everything
+after works on the values read, so no later step meets a parsing exception.
+
 Analysis is pure: it takes ``now`` and the trust store as parameters. The only I/O here is in the
 trust-store loaders at the bottom (system bundle, CA files), which callers run at the edge.
 
@@ -22,6 +27,7 @@ import functools
 import hashlib
 import ipaddress
 import os
+import re
 import ssl
 import sys
 import threading
@@ -32,8 +38,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -142,74 +149,148 @@ def _dn(name: x509.Name) -> str:
     return ", ".join(rdn.rfc4514_string() for rdn in reversed(name.rdns))
 
 
-def _key_facts(cert: x509.Certificate) -> tuple[str, int]:
+SignatureParameters = padding.PSS | padding.PKCS1v15 | ec.ECDSA | None
+
+
+@dataclass(frozen=True, eq=False)
+class ReadCertificate:
+    """A certificate read in full by ``read_certificate``: every property later code uses, already read.
+
+    cryptography parses a certificate's fields when they are first read, and a malformed field
+    raises then, wherever that happens to be. Path building, the ``cert.*`` checks and the report
+    views therefore work on this object only: plain values, read once, in one guarded step.
+    Compared by identity (path building asks "is this the same certificate object").
+    """
+
+    info: CertInfo
+    """The facts the checks and views state."""
+    subject: x509.Name
+    """The subject as read (for matching issuer names while building a path)."""
+    issuer: x509.Name
+    subject_rfc4514: str
+    """``subject`` as RFC 4514 prints it, least specific RDN last (``CN=gw01,O=Corp``)."""
+    issuer_rfc4514: str
+    subject_cn: str
+    """The subject's first CN; empty when it has none (``info.common_name`` then shows the subject)."""
+    public_key: CertificatePublicKeyTypes | None
+    """None when cryptography does not support the key's algorithm (``info.key_type`` is then "unknown")."""
+    spki: bytes
+    """SubjectPublicKeyInfo DER; empty when ``public_key`` is None."""
+    tbs: bytes
+    """The signed part (TBSCertificate DER)."""
+    signature: bytes
+    signature_hash_algorithm: hashes.HashAlgorithm | None
+    """None for algorithms with a built-in hash, or one cryptography does not support."""
+    signature_parameters: SignatureParameters
+    """Padding (RSA) or ECDSA parameters; None when none apply or they cannot be used."""
+    certificate: x509.Certificate = field(repr=False)
+    """cryptography's object, only to hand to its RFC 5280 validator (which reads the DER itself)."""
+
+    @property
+    def der(self) -> bytes:
+        return self.info.der
+
+    @property
+    def thumbprint(self) -> str:
+        return self.info.thumbprint
+
+
+@dataclass(frozen=True)
+class UnreadableCertificate:
+    """A certificate that could not be read, and why (in words an admin can act on)."""
+
+    reason: str
+    """E.g. ``duplicated extension 2.5.29.17 (subjectAltName)``, ``invalid X.509 version 5 (...)``."""
+    thumbprint: str
+    """SHA-1 of the bytes received, as Windows would name the certificate; empty when there were none."""
+    der: bytes = field(repr=False)
+
+
+def read_certificate(source: bytes | x509.Certificate) -> ReadCertificate | UnreadableCertificate:
+    """Load a certificate (DER, or one cryptography has loaded) and read every property any later
+    code uses, in one guarded step: subject and issuer (and their RFC 4514 and Windows forms),
+    serial, validity, public key and its size, signature algorithm, hash and parameters, the
+    signed bytes, and every extension with its value (subjectAltName, extendedKeyUsage,
+    basicConstraints, keyUsage, authorityInfoAccess... all are parsed when the list is read).
+
+    This is the trust boundary for certificates: what endpoints send, what hosts report in their
+    probe data and what CA files hold all pass through here. cryptography refuses malformed
+    certificates with several exception types (ValueError, ``x509.InvalidVersion``,
+    ``x509.DuplicateExtension``, ``x509.UnsupportedGeneralNameType``...), some at load time and
+    some only when a property is first read, and which depends on its version; so ``Exception``
+    is caught broadly here, and only here, and becomes the reason in words. Everything after
+    this step works on plain values and cannot meet those exceptions.
+
+    An algorithm cryptography does not support (a key type, a signature algorithm) is not a
+    malformed certificate: it is read as ``unknown``, as before, and the checks say so.
+    """
+    step = "DER"
+    der = source if isinstance(source, bytes) else b""
     try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unknown", 0
-    if isinstance(key, rsa.RSAPublicKey):
-        return "RSA", key.key_size
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return "EC", key.curve.key_size
-    if isinstance(key, dsa.DSAPublicKey):
-        return "DSA", key.key_size
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", 256
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", 456
-    return type(key).__name__, 0
-
-
-def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-    except ValueError:  # a malformed extension: treat as absent, the validator reports it
-        return None
-
-
-def cert_info(cert: x509.Certificate) -> CertInfo:
-    """Facts of one parsed certificate."""
-    san = _extension(cert, x509.SubjectAlternativeName)
-    dns_names: tuple[str, ...] = ()
-    ips: tuple[str, ...] = ()
-    if isinstance(san, x509.SubjectAlternativeName):
-        dns_names = tuple(san.get_values_for_type(x509.DNSName))
-        ips = tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
-    eku_ext = _extension(cert, x509.ExtendedKeyUsage)
-    eku = tuple(o.dotted_string for o in eku_ext) if isinstance(eku_ext, x509.ExtendedKeyUsage) else None
-    bc = _extension(cert, x509.BasicConstraints)
-    aia = _extension(cert, x509.AuthorityInformationAccess)
-    urls: tuple[str, ...] = ()
-    if isinstance(aia, x509.AuthorityInformationAccess):
-        urls = tuple(
-            str(d.access_location.value)
-            for d in aia
-            if d.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS
-            and isinstance(d.access_location, x509.UniformResourceIdentifier)
+        if isinstance(source, x509.Certificate):
+            cert = source
+            der = cert.public_bytes(serialization.Encoding.DER)
+        else:
+            der = bytes(source)
+            cert = x509.load_der_x509_certificate(der)
+        step = "version"
+        _ = cert.version
+        step = "serial number"
+        serial = format(cert.serial_number, "X")
+        step = "subject"
+        subject = cert.subject
+        subject_rfc4514, subject_dn = subject.rfc4514_string(), _dn(subject)
+        cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        subject_cn = str(cns[0].value) if cns else ""
+        step = "issuer"
+        issuer = cert.issuer
+        issuer_rfc4514, issuer_dn = issuer.rfc4514_string(), _dn(issuer)
+        step = "validity"
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        step = "public key"
+        public_key, key_type, key_bits, spki = _read_key(cert)
+        step = "signature algorithm"
+        signature_algorithm = getattr(cert.signature_algorithm_oid, "_name", "") or (
+            cert.signature_algorithm_oid.dotted_string
         )
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    try:
-        hash_alg = cert.signature_hash_algorithm
-        signature_hash = hash_alg.name if hash_alg is not None else ""
-    except UnsupportedAlgorithm:
-        signature_hash = "unknown"
-    try:
-        signature_algorithm = cert.signature_algorithm_oid._name
-    except AttributeError:  # pragma: no cover - every OID object has _name in supported versions
-        signature_algorithm = cert.signature_algorithm_oid.dotted_string
-    key_type, key_bits = _key_facts(cert)
-    der = cert.public_bytes(serialization.Encoding.DER)
-    self_issued = cert.subject == cert.issuer
-    return CertInfo(
-        subject=_dn(cert.subject),
-        issuer=_dn(cert.issuer),
-        common_name=str(cns[0].value) if cns else _dn(cert.subject),
+        hash_algorithm, signature_hash, parameters = _read_signature_algorithm(cert)
+        tbs, signature = cert.tbs_certificate_bytes, cert.signature
+        step = "extensions"
+        extensions = {type(e.value): e.value for e in cert.extensions}
+        step = "subjectAltName"
+        san = extensions.get(x509.SubjectAlternativeName)
+        dns_names: tuple[str, ...] = ()
+        ips: tuple[str, ...] = ()
+        if isinstance(san, x509.SubjectAlternativeName):
+            dns_names = tuple(san.get_values_for_type(x509.DNSName))
+            ips = tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
+        step = "extendedKeyUsage"
+        eku_ext = extensions.get(x509.ExtendedKeyUsage)
+        eku = tuple(o.dotted_string for o in eku_ext) if isinstance(eku_ext, x509.ExtendedKeyUsage) else None
+        step = "basicConstraints"
+        bc = extensions.get(x509.BasicConstraints)
+        is_ca = bool(isinstance(bc, x509.BasicConstraints) and bc.ca)
+        step = "authorityInfoAccess"
+        aia = extensions.get(x509.AuthorityInformationAccess)
+        urls: tuple[str, ...] = ()
+        if isinstance(aia, x509.AuthorityInformationAccess):
+            urls = tuple(
+                str(d.access_location.value)
+                for d in aia
+                if d.access_method == x509.AuthorityInformationAccessOID.CA_ISSUERS
+                and isinstance(d.access_location, x509.UniformResourceIdentifier)
+            )
+    except Exception as exc:  # the trust boundary (see the docstring): any failure here is a reason
+        return UnreadableCertificate(_why_unreadable(step, exc), thumbprint(der) if der else "", der)
+    self_issued = subject == issuer
+    info = CertInfo(
+        subject=subject_dn,
+        issuer=issuer_dn,
+        common_name=subject_cn or subject_dn,
         thumbprint=thumbprint(der),
-        serial=format(cert.serial_number, "X"),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
         dns_names=dns_names,
         ip_addresses=ips,
         has_san=san is not None,
@@ -217,56 +298,198 @@ def cert_info(cert: x509.Certificate) -> CertInfo:
         signature_hash=signature_hash,
         key_type=key_type,
         key_bits=key_bits,
-        is_ca=bool(isinstance(bc, x509.BasicConstraints) and bc.ca),
+        is_ca=is_ca,
         self_issued=self_issued,
-        self_signed=self_issued and issued_by(cert, cert),
+        self_signed=self_issued and _verifies(public_key, tbs, signature, hash_algorithm, parameters),
         eku=eku,
         aia_ca_issuers=urls,
         der=der,
     )
+    return ReadCertificate(
+        info=info,
+        subject=subject,
+        issuer=issuer,
+        subject_rfc4514=subject_rfc4514,
+        issuer_rfc4514=issuer_rfc4514,
+        subject_cn=subject_cn,
+        public_key=public_key,
+        spki=spki,
+        tbs=tbs,
+        signature=signature,
+        signature_hash_algorithm=hash_algorithm,
+        signature_parameters=parameters,
+        certificate=cert,
+    )
 
 
-def parse_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
-    """DER certificates as sent; raises CertificateError naming the position of a bad one."""
-    certs = []
-    for i, der in enumerate(chain, 1):
-        try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise CertificateError(f"certificate #{i} of the chain cannot be parsed: {exc}") from None
-    return tuple(certs)
-
-
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer`` names and signed ``cert``: the test a client applies while building a path.
-
-    The signature is checked by hand rather than with ``verify_directly_issued_by`` because that
-    refuses SHA-1 and MD5; a legacy chain still *links*, and cert.weak-signature says why it is bad.
-    """
-    if cert.issuer != issuer.subject:
-        return False
+def _read_key(cert: x509.Certificate) -> tuple[CertificatePublicKeyTypes | None, str, int, bytes]:
+    """(key, type, bits, SubjectPublicKeyInfo DER); a key cryptography does not support is "unknown"."""
     try:
-        key = issuer.public_key()
-        hash_alg = cert.signature_hash_algorithm
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None, "unknown", 0, b""
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, "RSA", key.key_size, spki
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key, "EC", key.curve.key_size, spki
+    if isinstance(key, dsa.DSAPublicKey):
+        return key, "DSA", key.key_size, spki
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key, "Ed25519", 256, spki
+    if isinstance(key, ed448.Ed448PublicKey):
+        return key, "Ed448", 456, spki
+    return key, type(key).__name__, 0, spki
+
+
+def _read_signature_algorithm(
+    cert: x509.Certificate,
+) -> tuple[hashes.HashAlgorithm | None, str, SignatureParameters]:
+    """(hash algorithm, its name, parameters); an algorithm cryptography does not support is "unknown"."""
+    try:
+        hash_algorithm = cert.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        return None, "unknown", None
+    try:
+        parameters = cert.signature_algorithm_parameters
+    except (ValueError, UnsupportedAlgorithm):  # e.g. RSA-PSS parameters it cannot use: no signature links
+        parameters = None
+    return hash_algorithm, hash_algorithm.name if hash_algorithm is not None else "", parameters
+
+
+_ASN1_PROBLEM = re.compile(r"ParseError \{ kind: (?P<kind>\w+).*?(?:location: \[(?P<where>[^\]]*)\])?\s*\}\s*$")
+
+
+def _asn1_words(exc: Exception, step: str) -> str:
+    """cryptography's message in words: its Rust parser's debug output becomes what and where."""
+    text = str(exc)
+    if "does not appear to be an IPv4 or IPv6 address" in text:
+        return "an iPAddress name that is neither an IPv4 nor an IPv6 address"
+    found = _ASN1_PROBLEM.search(text)
+    if found is None:
+        words = _short_error(exc) or type(exc).__name__
+        return words if isinstance(exc, ValueError) else f"{type(exc).__name__}: {words}"
+    kind = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", found["kind"]).lower()  # InvalidValue -> invalid value
+    places = [p.strip().strip('"') for p in (found["where"] or "").split(",")]
+    places = [p for p in places if p and not p.isdigit() and p != step]
+    attribute = next((p.split("::", 1)[1] for p in places if p.startswith("AttributeValue::")), "")
+    if attribute:
+        return f"a name attribute holds an invalid {attribute} value (malformed DER: {kind})"
+    return f"malformed DER: {kind}" + (f" in {' > '.join(places)}" if places else "")
+
+
+def _why_unreadable(step: str, exc: Exception) -> str:
+    """Why a certificate could not be read, in words; ``step`` is what was being read."""
+    if isinstance(exc, x509.InvalidVersion):
+        return f"invalid X.509 version {exc.parsed_version} (only 0, 1 and 2 exist: v1, v2 and v3)"
+    if isinstance(exc, x509.DuplicateExtension):
+        name = getattr(exc.oid, "_name", "")
+        known = f" ({name})" if name and not name.startswith("Unknown") else ""
+        return f"duplicated extension {exc.oid.dotted_string}{known}"
+    if isinstance(exc, x509.UnsupportedGeneralNameType):
+        return f"its {step} hold a general name of a type that cannot be read ({exc})"
+    words = _asn1_words(exc, step)
+    return words if step == "DER" else f"its {step} cannot be read ({words})"
+
+
+def _verifies(
+    key: CertificatePublicKeyTypes | None,
+    tbs: bytes,
+    signature: bytes,
+    hash_algorithm: hashes.HashAlgorithm | None,
+    parameters: SignatureParameters,
+) -> bool:
+    """Whether ``key`` made ``signature`` over ``tbs`` (the read parts of a certificate)."""
+    try:
         if isinstance(key, rsa.RSAPublicKey):
-            params = cert.signature_algorithm_parameters
-            if not isinstance(params, padding.PKCS1v15 | padding.PSS) or hash_alg is None:
+            if not isinstance(parameters, padding.PKCS1v15 | padding.PSS) or hash_algorithm is None:
                 return False
-            key.verify(cert.signature, cert.tbs_certificate_bytes, params, hash_alg)
+            key.verify(signature, tbs, parameters, hash_algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
-            params = cert.signature_algorithm_parameters
-            if not isinstance(params, ec.ECDSA):
+            if not isinstance(parameters, ec.ECDSA):
                 return False
-            key.verify(cert.signature, cert.tbs_certificate_bytes, params)
+            key.verify(signature, tbs, parameters)
         elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes)
-        elif isinstance(key, dsa.DSAPublicKey) and hash_alg is not None:
-            key.verify(cert.signature, cert.tbs_certificate_bytes, hash_alg)
+            key.verify(signature, tbs)
+        elif isinstance(key, dsa.DSAPublicKey) and hash_algorithm is not None:
+            key.verify(signature, tbs, hash_algorithm)
         else:
             return False
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
+
+
+def cert_info(cert: x509.Certificate) -> CertInfo:
+    """Facts of one parsed certificate; raises CertificateError (with the reason) if it cannot be read."""
+    read = read_certificate(cert)
+    if isinstance(read, UnreadableCertificate):
+        raise CertificateError(f"the certificate cannot be parsed: {read.reason}")
+    return read.info
+
+
+class UnreadableChainError(CertificateError):
+    """A chain holding a certificate that cannot be read: which one (1 = the leaf) and why."""
+
+    def __init__(self, position: int, unreadable: UnreadableCertificate) -> None:
+        super().__init__(f"certificate #{position} of the chain cannot be parsed: {unreadable.reason}")
+        self.position = position
+        self.unreadable = unreadable
+
+
+def read_chain(chain: Sequence[bytes | x509.Certificate | ReadCertificate]) -> tuple[ReadCertificate, ...]:
+    """A chain as sent, each certificate read in full (``read_certificate``); raises
+    UnreadableChainError naming the first certificate that cannot be read and why."""
+    read = []
+    for position, item in enumerate(chain, 1):
+        one = item if isinstance(item, ReadCertificate) else read_certificate(item)
+        if isinstance(one, UnreadableCertificate):
+            raise UnreadableChainError(position, one)
+        read.append(one)
+    return tuple(read)
+
+
+def parse_chain(chain: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
+    """DER certificates as sent; raises CertificateError naming the position of a bad one.
+
+    Kept for callers that hand certificates to cryptography themselves: each is read in full
+    first (``read_chain``), so a certificate returned here can no longer raise when read."""
+    return tuple(r.certificate for r in read_chain(chain))
+
+
+def describe_der(der: bytes) -> str:
+    """One line naming a certificate by its DER, never raising: ``subject, issued by issuer,
+    thumbprint T`` (RFC 4514 names), or what could not be read and the thumbprint."""
+    read = read_certificate(der)
+    if isinstance(read, UnreadableCertificate):
+        return f"an unreadable certificate ({read.reason}), thumbprint {read.thumbprint or 'none'}"
+    return f"{read.subject_rfc4514}, issued by {read.issuer_rfc4514}, thumbprint {read.thumbprint}"
+
+
+def issuer_of_der(der: bytes) -> str:
+    """The issuer of a certificate by its DER (RFC 4514), never raising: why, when it cannot be read."""
+    read = read_certificate(der)
+    if isinstance(read, UnreadableCertificate):
+        return f"an issuer that cannot be read ({read.reason})"
+    return read.issuer_rfc4514
+
+
+def issued_by(cert: x509.Certificate | ReadCertificate, issuer: x509.Certificate | ReadCertificate) -> bool:
+    """Whether ``issuer`` names and signed ``cert``: the test a client applies while building a path.
+
+    The signature is checked by hand rather than with ``verify_directly_issued_by`` because that
+    refuses SHA-1 and MD5; a legacy chain still *links*, and cert.weak-signature says why it is bad.
+    A certificate that cannot be read links to nothing.
+    """
+    child = cert if isinstance(cert, ReadCertificate) else read_certificate(cert)
+    parent = issuer if isinstance(issuer, ReadCertificate) else read_certificate(issuer)
+    if not isinstance(child, ReadCertificate) or not isinstance(parent, ReadCertificate):
+        return False
+    if child.issuer != parent.subject:
+        return False
+    return _verifies(
+        parent.public_key, child.tbs, child.signature, child.signature_hash_algorithm, child.signature_parameters
+    )
 
 
 def weak_signature(info: CertInfo) -> str | None:
@@ -346,11 +569,23 @@ class TrustStore:
     roots: tuple[x509.Certificate, ...]
 
     @functools.cached_property
-    def by_subject(self) -> Mapping[x509.Name, tuple[x509.Certificate, ...]]:
+    def anchors(self) -> tuple[ReadCertificate, ...]:
+        """The roots, each read in full once per store; a root that cannot be read anchors nothing
+        and is left out (as a PEM block that does not parse is left out of a bundle).
+
+        Reading a system root that predates RFC 5280 (a negative serial number) makes cryptography
+        warn, which says nothing about the endpoint being judged: hidden, as when the bundle is
+        loaded, one thread at a time (``catch_warnings`` swaps process-wide state)."""
+        with _SYSTEM_BUNDLE_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return tuple(r for r in map(read_certificate, self.roots) if isinstance(r, ReadCertificate))
+
+    @functools.cached_property
+    def by_subject(self) -> Mapping[x509.Name, tuple[ReadCertificate, ...]]:
         """Anchors by subject: path building looks an issuer up instead of comparing it with every
         certificate of a system store (a few hundred) at each step."""
-        index: dict[x509.Name, list[x509.Certificate]] = {}
-        for root in self.roots:
+        index: dict[x509.Name, list[ReadCertificate]] = {}
+        for root in self.anchors:
             index.setdefault(root.subject, []).append(root)
         return {subject: tuple(found) for subject, found in index.items()}
 
@@ -419,16 +654,13 @@ class ChainAnalysis:
         return self.path
 
 
-def _same_cert(a: x509.Certificate, b: x509.Certificate) -> bool:
+def _same_cert(a: ReadCertificate, b: ReadCertificate) -> bool:
     """Same subject and key: a re-issued root with the same key is the same trust anchor."""
     if a.subject != b.subject:
         return False
-    try:
-        return a.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ) == b.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    except (ValueError, UnsupportedAlgorithm):
-        return a == b
+    if a.spki and b.spki:
+        return a.spki == b.spki
+    return a.der == b.der
 
 
 def _label(info: CertInfo) -> str:
@@ -436,8 +668,8 @@ def _label(info: CertInfo) -> str:
 
 
 def _build_path(
-    certs: Sequence[x509.Certificate], trust: TrustStore
-) -> tuple[list[x509.Certificate], PathEnd, list[x509.Certificate]]:
+    certs: Sequence[ReadCertificate], trust: TrustStore
+) -> tuple[list[ReadCertificate], PathEnd, list[ReadCertificate]]:
     """(path, where it ended, certificates that carry the missing issuer's name but did not sign)."""
     path = [certs[0]]
     pool = list(certs[1:])
@@ -450,7 +682,7 @@ def _build_path(
         if anchor is not None:
             path.append(anchor)
             return path, PathEnd.TRUSTED, []
-        if current.subject == current.issuer and issued_by(current, current):
+        if current.info.self_signed:
             return path, PathEnd.UNTRUSTED_ROOT, []
         issuer = next((c for c in pool if not any(c is p for p in path) and issued_by(current, c)), None)
         if issuer is None:
@@ -490,11 +722,11 @@ def _short_error(exc: Exception) -> str:
     return text if len(text) <= 240 else text[:237] + "..."
 
 
-def _neutral_time(path: Sequence[x509.Certificate], now: datetime.datetime) -> datetime.datetime | None:
+def _neutral_time(path: Sequence[CertInfo], now: datetime.datetime) -> datetime.datetime | None:
     """A moment when every certificate on the path is valid (``now`` if it is one), so RFC 5280
     judges structure, not dates; None when there is no such moment."""
-    start = max(c.not_valid_before_utc for c in path)
-    end = min(c.not_valid_after_utc for c in path)
+    start = max(c.not_before for c in path)
+    end = min(c.not_after for c in path)
     if start <= now <= end:
         return now
     if start <= end:
@@ -558,31 +790,26 @@ def _strict(
 
 
 def analyse_chain(
-    chain: Sequence[bytes | x509.Certificate],
+    chain: Sequence[bytes | x509.Certificate | ReadCertificate],
     *,
     server_name: str,
     trust: TrustStore,
     now: datetime.datetime,
 ) -> ChainAnalysis:
-    """Analyse a chain as sent (leaf first, DER or parsed) for ``server_name`` at ``now``.
+    """Analyse a chain as sent (leaf first: DER, parsed, or read) for ``server_name`` at ``now``.
 
-    Raises CertificateError for an empty chain or one that cannot be parsed.
+    Raises CertificateError for an empty chain, and UnreadableChainError (a CertificateError) for
+    one with a certificate that cannot be read in full, naming which and why; nothing else a
+    certificate's content can cause escapes.
     """
     if not chain:
         raise CertificateError("the endpoint sent no certificate")
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware (UTC)")
-    certs = tuple(c if isinstance(c, x509.Certificate) else parse_chain([c])[0] for c in chain)
-    infos: dict[int, CertInfo] = {}
-
-    def info(c: x509.Certificate) -> CertInfo:
-        if id(c) not in infos:
-            infos[id(c)] = cert_info(c)
-        return infos[id(c)]
-
-    sent = tuple(info(c) for c in certs)
+    certs = read_chain(chain)
+    sent = tuple(c.info for c in certs)
     path, end, near = _build_path(certs, trust)
-    path_infos = tuple(info(c) for c in path)
+    path_infos = tuple(c.info for c in path)
     on_path = {i.thumbprint for i in path_infos}
     unused = tuple(i for i in sent[1:] if i.thumbprint not in on_path)
 
@@ -597,10 +824,10 @@ def analyse_chain(
             "cryptography's RFC 5280 validator refuses weak signatures and keys outright; the path was "
             "built by signature checks only (see cert.weak-signature, cert.weak-key)"
         )
-    elif (at := _neutral_time(path, now)) is None:
+    elif (at := _neutral_time(path_infos, now)) is None:
         note = "no moment at which every certificate on the path is valid (see cert.expired)"
     else:
-        rfc5280_error = _rfc5280(path, certs[1:], at)
+        rfc5280_error = _rfc5280([c.certificate for c in path], [c.certificate for c in certs[1:]], at)
 
     return ChainAnalysis(
         server_name=server_name,
@@ -609,10 +836,10 @@ def analyse_chain(
         sent=sent,
         path=path_infos,
         path_end=end,
-        missing_issuer=_dn(path[-1].issuer) if end is PathEnd.MISSING_ISSUER else "",
+        missing_issuer=path_infos[-1].issuer if end is PathEnd.MISSING_ISSUER else "",
         missing_issuer_urls=path_infos[-1].aia_ca_issuers if end is PathEnd.MISSING_ISSUER else (),
         near_misses=tuple(
-            f"{info(c).subject} (thumbprint {info(c).thumbprint}) has the issuer's name, "
+            f"{c.info.subject} (thumbprint {c.info.thumbprint}) has the issuer's name, "
             f"but its key did not sign {path_infos[-1].common_name}"
             for c in near
         ),
@@ -621,7 +848,13 @@ def analyse_chain(
         name=match_name(sent[0], server_name),
         rfc5280_error=rfc5280_error,
         rfc5280_note=note,
-        strict_error=_strict(certs[0], certs[1:], trust.roots, server_name, now),
+        strict_error=_strict(
+            certs[0].certificate,
+            [c.certificate for c in certs[1:]],
+            [a.certificate for a in trust.anchors],
+            server_name,
+            now,
+        ),
     )
 
 

@@ -1,7 +1,8 @@
 """Certificates as the report shows them: one row per certificate of every chain a host's probes saw.
 
-Pure presentation helper: it parses the base64 DER that probes carry (``chain_der``) with
-``cryptography`` and states facts (subject, issuer, validity, days left, thumbprint, where the
+Pure presentation helper: it reads the base64 DER that probes carry (``chain_der``) through
+``collector.certs.read_certificate`` (every field read at once, a malformed certificate a reason
+in words, never an exception) and states facts (subject, issuer, validity, days left, thumbprint, where the
 chain was seen). It judges nothing: the ``cert.*`` checks decide what is wrong. Days left are
 counted from a reference time the caller passes (the run's time), never the wall clock, so
 re-rendering an old run gives the same page.
@@ -17,9 +18,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from collector import certs
 from collector.model import HostFacts
@@ -96,33 +94,34 @@ def days_between(reference: datetime | None, moment: datetime | None) -> int | N
 
 @functools.lru_cache(maxsize=1024)
 def cert_row(position: int, der_b64: str, reference: datetime | None) -> CertRow:
-    """Parse one base64 DER certificate; garbage becomes a row that says so instead of an exception.
+    """Read one base64 DER certificate; garbage, or a certificate with a field that cannot be read
+    (a duplicated extension, an invalid version, a malformed name), becomes a row that says why
+    (with the SHA-1 of its bytes, to find it on the host) instead of an exception.
 
     Remembered: the same certificates (a fleet's CAs, a host's own) are shown on the host's page
     and again on the index, and parsing is most of what a page costs."""
     try:
         der = base64.b64decode(der_b64, validate=True)
-        cert = x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError) as exc:
         return CertRow(position, "", "", "", "", "", None, "", error=f"not a readable certificate ({exc})")
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        dns_names = tuple(san.get_values_for_type(x509.DNSName))
-    except (x509.ExtensionNotFound, ValueError):
-        dns_names = ()
-    not_after = cert.not_valid_after_utc
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    read = certs.read_certificate(der)
+    if isinstance(read, certs.UnreadableCertificate):
+        found = f"; SHA-1 of its bytes {read.thumbprint}" if read.thumbprint else ""
+        return CertRow(
+            position, "", "", "", "", "", None, "", error=f"not a readable certificate ({read.reason}){found}"
+        )
+    info = read.info
     return CertRow(
         position=position,
-        subject=cert.subject.rfc4514_string(),
-        common_name=str(names[0].value) if names else "",
-        issuer=cert.issuer.rfc4514_string(),
-        not_before=_iso(cert.not_valid_before_utc),
-        not_after=_iso(not_after),
-        days_left=days_between(reference, not_after),
-        thumbprint=certs.thumbprint(der),
-        dns_names=dns_names,
-        self_issued=cert.subject == cert.issuer,
+        subject=read.subject_rfc4514,
+        common_name=read.subject_cn,
+        issuer=read.issuer_rfc4514,
+        not_before=_iso(info.not_before),
+        not_after=_iso(info.not_after),
+        days_left=days_between(reference, info.not_after),
+        thumbprint=info.thumbprint,
+        dns_names=info.dns_names,
+        self_issued=info.self_issued,
     )
 
 

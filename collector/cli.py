@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -26,13 +27,14 @@ from typing import Any, TextIO
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-from collector import credentials, history, incident, inventory, metrics, path, report, runs
+from collector import credentials, history, incident, inventory, metrics, path, report, runs, wire
 from collector.checks import fleet as fleet_checks
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, UsageError
 from collector.model import CheckResult, HostReport, RunChanges, RunReport, Severity, Status
 from collector.reference_cli import cmd_explain, cmd_rules
 from collector.runner import DEFAULT_CONCURRENCY, RunOptions, run_hosts, utc_now
+from collector.terminal import printable
 
 
 def tool_version() -> str:
@@ -43,7 +45,41 @@ def tool_version() -> str:
 
 
 def _err(message: str) -> None:
-    print(f"collect: {message}", file=sys.stderr, flush=True)
+    """One line on stderr. Messages quote hosts, inventories and results files: ``printable``
+    keeps each one a single inert line, so the summary printed last is the last line."""
+    print(f"collect: {printable(message)}", file=sys.stderr, flush=True)
+
+
+def _out(message: str, *, flush: bool = False) -> None:
+    """One line on stdout, made inert as ``_err`` does."""
+    print(printable(message), flush=flush)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Python warnings raised while collecting (a library's, quoting what a host sent) as one
+    inert ``collect: warning:`` line instead of the default multi-line, unescaped format."""
+    target = sys.stderr if file is None else file
+    with contextlib.suppress(OSError, AttributeError):  # no stderr, or a closed one: as Python's own
+        target.write(f"collect: {printable(f'warning: {category.__name__}: {message}')}\n")
+        target.flush()
+
+
+class _OneLineHandler(logging.Handler):
+    """What the logging module prints when nothing is configured (a library's warnings, with
+    tracebacks), as inert ``collect:`` lines like every other message."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _err(f"{record.levelname.lower()}: {record.name}: {self.format(record)}")
+        except Exception:
+            self.handleError(record)
 
 
 # --- judging a run -------------------------------------------------------------------------------
@@ -87,7 +123,7 @@ class _Display:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 transient=True,
                 console=Console(file=self.stream),
             )
@@ -100,9 +136,10 @@ class _Display:
         line = f"{host.name}: {host.worst.value}" + (f" ({', '.join(problems)})" if problems else "")
         if revised:
             line += " [after cross-host checks]"
+        line = printable(line)  # the name is a host's, or an inventory's: one inert line
         if self.live is not None:
-            self.live.update(self.task, advance=0 if revised else 1, description=host.name)
-            self.live.console.print(line, highlight=False, markup=False)
+            self.live.update(self.task, advance=0 if revised else 1, description=printable(host.name))
+            self.live.console.print(line, highlight=False, markup=False, emoji=False)
         elif not self.quiet:
             print(line, file=self.stream, flush=True)
 
@@ -135,6 +172,8 @@ def run_collection(
     except credentials.CredentialError as exc:
         raise UsageError(str(exc)) from None
     passwords = {name: secrets_by_ref[ref] for name, ref in inv.credentials.items()}
+    if not quiet and (old_expat := wire.expat_problem()):
+        _err(f"warning: {old_expat}")
     for target in inv.targets:
         if not target.cert_validation:
             _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
@@ -145,6 +184,10 @@ def run_collection(
     baseline, why_not = runs.previous_baseline(output) if output.is_dir() else (None, "no previous run")
     if baseline is None and why_not != "no previous run":
         _err(f"warning: {why_not}; changes since the previous run are not shown")
+    # Partial folders of runs that were killed or crashed: their owner process is gone.
+    abandoned = runs.remove_stale_partials(output)
+    if abandoned and not quiet:
+        _err(f"removed {len(abandoned)} partial folder(s) of runs that did not finish: {', '.join(abandoned)}")
     try:
         # Hosts that cross-host checks and connection paths read stay whole in memory; the run
         # keeps a summary of every other host once its page and record are written.
@@ -213,6 +256,8 @@ def run_collection(
             f"cannot write the run folder {writer.partial}: {exc.strerror or exc}; 'latest' still points "
             "at the previous complete run"
         ) from None
+    for name, why in writer.unrendered.items():
+        _err(f"warning: the report of {name} could not be rendered ({why}); its page says so")
     if metrics_file is not None:
         try:
             report.atomic_write(metrics_file, metrics.render(run))
@@ -227,7 +272,7 @@ def run_collection(
     failing = sum(1 for h in hosts if h.worst is Status.FAIL)
     not_collected = sum(1 for h in hosts if not h.collected)
     if not quiet:
-        print(f"Report: {(folder / 'index.html').resolve()}")
+        _out(f"Report: {(folder / 'index.html').resolve()}")
     totals = run.changes.totals() if run.changes else {}
     _err(
         f"summary hosts={len(hosts)} failing_hosts={failing} not_collected={not_collected} "
@@ -318,6 +363,13 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="read --host's password from this environment variable (else prompt)",
     )
+    target.add_argument(
+        "--allow-ntlm",
+        action="store_true",
+        default=None,
+        help="let negotiate fall back to NTLM over http too (a host outside the domain); by default it "
+        "does only over https with certificate validation",
+    )
     target.add_argument("--ca-file", help="CA bundle that issued the hosts' certificates (WinRM, gateway, RDP)")
     target.add_argument("--rdp-port", type=int, help="where --host's RDP listener is probed from here (default 3389)")
     target.add_argument("--gateway-port", type=int, help="where --host's gateway HTTPS is probed (default 443)")
@@ -353,7 +405,16 @@ def _single_host_inventory(args: argparse.Namespace) -> inventory.Inventory:
         raise UsageError("--gateway and --session-host name a client's connection: use them with --role client")
     shared: dict[str, object] = {
         option: getattr(args, option)
-        for option in ("transport", "auth", "username", "password_env", "ca_file", "rdp_port", "gateway_port")
+        for option in (
+            "transport",
+            "auth",
+            "username",
+            "password_env",
+            "ca_file",
+            "rdp_port",
+            "gateway_port",
+            "allow_ntlm",
+        )
         if getattr(args, option) is not None
     }
     if args.username and not args.password_env:
@@ -469,14 +530,14 @@ def cmd_lab(argv: Sequence[str]) -> int:
                 written = fleet.write_inventory(args.inventory_out)
             except OSError as exc:
                 raise UsageError(f"cannot write {args.inventory_out}: {exc.strerror or exc}") from None
-            print(
+            _out(
                 f"lab ready: {len(hosts)} hosts on 127.0.0.1; inventory {written}; "
                 f"try, with ${PASSWORD_ENV} set as here: collect --inventory {written}",
                 flush=True,
             )
             while not stop.wait(0.5):
                 pass
-    print("lab stopped", flush=True)
+    _out("lab stopped", flush=True)
     return EXIT_OK
 
 
@@ -502,7 +563,7 @@ def cmd_render(argv: Sequence[str]) -> int:
         raise UsageError(f"{args.results} is not a results.json this version can read: {problem}")
     run = run_from_dict(document)
     destination = report.render_run(run, args.output or args.results.parent)
-    print(f"Report: {destination / 'index.html'}")
+    _out(f"Report: {destination / 'index.html'}")
     return EXIT_OK
 
 
@@ -527,6 +588,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # a system root store, say); the certificate checks judge what matters, and a scheduled run's
     # output is no place for a library's deprecation notice.
     warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
+    # Libraries warn and log with what a host sent in the message; printed by the default
+    # machinery it would reach the terminal raw and over several lines.
+    warnings.showwarning = _show_warning
+    logging.lastResort = _OneLineHandler(logging.WARNING)
     if threading.current_thread() is threading.main_thread():
         # A scheduler's stop (SIGTERM) ends a run the way Ctrl-C does: 'latest' keeps the last
         # complete run and no half-written file is left behind.

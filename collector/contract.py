@@ -7,6 +7,7 @@ the lab cannot drift from what the scripts produce. A violation names the probe 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -394,13 +395,56 @@ def validate_data(probe: str, data: Any) -> dict[str, Any]:
         raise ContractError(probe, _field(("data", *err["loc"])), f"{err['msg']}{more}") from None
 
 
+# The most characters one probe's JSON may hold: the session stops reading a probe at 16 MiB of
+# PSRP bytes; this bounds what reaches the parser whatever the session's limit.
+MAX_OUTPUT_CHARS = 32 * 1024 * 1024
+# A UTF-16 surrogate, raw or as a JSON escape: rare (Windows strings are UTF-16 and may hold a lone
+# one), so the document is walked for lone surrogates only when the text has one of these.
+_SURROGATE = re.compile(r"[\ud800-\udfff]|\\u[dD][89a-fA-F]")
+
+
+def _repaired(text: str) -> str:
+    """``text`` with each lone surrogate (no Unicode character, so no UTF-8 page or JSON file could
+    hold it) replaced by U+FFFD, as a UTF-16 decoder does; proper pairs were joined by json."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _without_lone_surrogates(document: Any) -> Any:
+    """The same document with every string (keys included) ``_repaired``; iterative, so depth is
+    the JSON parser's concern alone."""
+
+    def fix(value: Any) -> Any:
+        return _repaired(value) if isinstance(value, str) else value
+
+    root: list[Any] = [document]
+    todo: list[tuple[Any, Any]] = [(root, 0)]
+    while todo:
+        parent, key = todo.pop()
+        value = parent[key]
+        if isinstance(value, dict):
+            value = parent[key] = {fix(k): v for k, v in value.items()}
+            todo.extend((value, k) for k in value)
+        elif isinstance(value, list):
+            todo.extend((value, i) for i in range(len(value)))
+        else:
+            parent[key] = fix(value)
+    return root[0]
+
+
 def parse_output(probe: str, output: list[Any], duration_s: float = 0.0, received_utc: str = "") -> ProbeResult:
     """Parse what a probe printed: exactly one JSON envelope for the probe that was run."""
     texts = [o for o in output if isinstance(o, str) and o.strip()]
     if len(texts) != 1 or len(texts) != len([o for o in output if o is not None]):
         raise ContractError(probe, "", f"expected one JSON document, got {len(output)} output object(s)")
+    text = texts[0]
+    if len(text) > MAX_OUTPUT_CHARS:
+        raise ContractError(probe, "", f"output of {len(text):,} characters is larger than any probe prints")
     try:
-        document = json.loads(texts[0])
+        document = json.loads(text)
+        if _SURROGATE.search(text):
+            document = _without_lone_surrogates(document)
         envelope = _Envelope.model_validate(document)
     except json.JSONDecodeError as exc:
         raise ContractError(probe, "", f"output is not JSON ({exc.msg} at char {exc.pos})") from None
@@ -409,12 +453,17 @@ def parse_output(probe: str, output: list[Any], duration_s: float = 0.0, receive
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ContractError(probe, _field(err["loc"]), err["msg"]) from None
+    except ValueError as exc:  # json's own limits: a number of more than 4300 digits, say
+        raise ContractError(probe, "", f"output is not a probe's JSON ({str(exc)[:200]})") from None
     if envelope.probe != probe:
         raise ContractError(probe, "probe", f"the output is for probe {envelope.probe!r}")
     expected_version = SCHEMAS.get(probe, (None,))[0]
     if envelope.version != expected_version:
         raise ContractError(probe, "version", f"version {envelope.version} is not {expected_version}")
-    data = validate_data(probe, envelope.data)
+    try:
+        data = validate_data(probe, envelope.data)
+    except RecursionError:
+        raise ContractError(probe, "data", "nests too deeply to be a probe's data") from None
     return ProbeResult(
         probe=probe,
         version=envelope.version,

@@ -21,6 +21,7 @@ from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, WHERE_BOUND
 from collector.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
 from collector.model import CheckResult, NotJudged, Severity, Status, fold_unknowns, to_dict
 from collector.probes.tcp import DEFAULT_TIMEOUT_S
+from collector.terminal import printable
 from collector.workstation import VANTAGE, EndpointReport, check_rdp, check_tls
 
 MAX_TIMEOUT_S = 600.0  # a budget per probe step; beyond this it is a typo (and "inf" no socket takes)
@@ -51,7 +52,11 @@ def _level(result: CheckResult) -> Severity:
 
 
 def render_text(report: EndpointReport) -> str:
-    """The readable verdict: one line per check (problems first), the chain, then what to do."""
+    """The readable verdict: one line per check (problems first), the chain, then what to do.
+
+    Subjects, issuers, titles quoting the server's answers and the reasons are the endpoint's
+    text: every line goes through ``printable``, and the chain's cells before they are measured.
+    The tool's own multi-line texts (remediation) are split into lines first."""
     lines = [f"{report.command} {report.endpoint} from {VANTAGE} (connecting to {report.address})", ""]
     width = max(len(r.id) for r in report.results)
     for r in fold_unknowns(ordered(report.results)):
@@ -69,19 +74,24 @@ def render_text(report: EndpointReport) -> str:
         lines.append(f"Certificate chain as sent ({hs.protocol}, {hs.cipher}):")
         rows = [["#", "subject", "issuer", "thumbprint (SHA-1)", "valid from", "valid until", "key", "signature"]]
         for i, c in enumerate(report.chain, 1):
-            rows.append(
-                [
-                    str(i),
-                    c.subject,
-                    c.issuer,
-                    c.thumbprint,
-                    c.not_before.strftime("%Y-%m-%d"),
-                    c.not_after.strftime("%Y-%m-%d"),
-                    c.key,
-                    c.signature_algorithm,
-                ]
-            )
+            cells = [
+                str(i),
+                c.subject,
+                c.issuer,
+                c.thumbprint,
+                c.not_before.strftime("%Y-%m-%d"),
+                c.not_after.strftime("%Y-%m-%d"),
+                c.key,
+                c.signature_algorithm,
+            ]
+            rows.append([printable(cell) for cell in cells])
         lines += _table(rows)
+        lines.append(f"  trust store: {report.trust_label}")
+    elif report.chain_problem and hs is not None:
+        lines.append(f"Certificate chain as sent ({hs.protocol}, {hs.cipher}), not judged: {report.chain_problem}")
+        lines += _table(
+            [["#", "thumbprint (SHA-1)"], *([str(i), certs.thumbprint(d)] for i, d in enumerate(hs.chain, 1))]
+        )
         lines.append(f"  trust store: {report.trust_label}")
     else:
         lines.append("No certificate chain was captured.")
@@ -97,15 +107,19 @@ def render_text(report: EndpointReport) -> str:
             text = r.remediation
             if WHERE_BOUND in text:
                 text, bound = text.replace(WHERE_BOUND, "").rstrip(), True
-            lines.append(f"- {r.id}: " + text.replace("\n", "\n    "))
+            first, *rest = text.split("\n")
+            lines += [f"- {r.id}: {first}", *(f"    {line}" for line in rest)]
         if bound:
-            lines.append(WHERE_BOUND)
-    return "\n".join(lines)
+            lines += WHERE_BOUND.split("\n")
+    return "\n".join(printable(line) for line in lines)
 
 
 def render_json(report: EndpointReport) -> str:
-    """The results as a JSON list, derived from the CheckResult type (every field, enums as values)."""
-    return json.dumps([to_dict(r) for r in report.results], indent=2)
+    """The results as a JSON list, derived from the CheckResult type (every field, enums as values).
+
+    ASCII only: JSON escapes every control and non-ASCII character but DEL, which can stand only
+    inside a string and is escaped here, so no endpoint text reaches the terminal raw."""
+    return json.dumps([to_dict(r) for r in report.results], indent=2, ensure_ascii=True).replace("\x7f", "\\u007f")
 
 
 def exit_code(results: Sequence[CheckResult], fail_on: Severity) -> int:
@@ -190,7 +204,7 @@ def _run(
     try:
         trust = _validated(args)
     except _Usage as exc:
-        print(f"collect {command}: {exc}", file=sys.stderr, flush=True)
+        print(printable(f"collect {command}: {exc}"), file=sys.stderr, flush=True)
         return EXIT_USAGE
     report = probe(
         args.name,
@@ -203,7 +217,11 @@ def _run(
     )
     print(render_json(report) if args.json else render_text(report), flush=True)
     if report.connection_problem:
-        print(f"collect {command}: {report.endpoint}: {report.connection_problem}", file=sys.stderr, flush=True)
+        print(
+            printable(f"collect {command}: {report.endpoint}: {report.connection_problem}"), file=sys.stderr, flush=True
+        )
+    if report.chain_problem:
+        print(printable(f"collect {command}: {report.endpoint}: {report.chain_problem}"), file=sys.stderr, flush=True)
     return exit_code(report.results, Severity(args.fail_on))
 
 

@@ -71,6 +71,7 @@ class _Settings(BaseModel):
     cert_validation: bool | None = None
     ca_file: str | None = None
     allow_unencrypted: bool | None = None
+    allow_ntlm: bool | None = None
     connect_timeout: PositiveSeconds | None = None
     operation_timeout: PositiveSeconds | None = None
     host_deadline: PositiveSeconds | None = None
@@ -150,40 +151,177 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 MAX_DEPTH = 64  # an inventory nests a few levels: deeper is a mistake
 
+# How many values (every mapping, list, key and scalar) a document may stand for once each alias
+# is replaced by what its anchor holds. A host entry is 6 to 20 of them (a client naming a gateway
+# and four session hosts is 14; each setting a host overrides adds 2), so a 5,000-host estate is
+# about 70,000, and 150,000 when every client names a 20-host farm through an alias: the bound
+# leaves that room several times over, and validating a million values takes about a second.
+# Aliases nested in each other's anchors ("billion laughs") multiply instead: a few hundred bytes
+# stand for billions of values, which validation (it sees plain nested data) would walk one by one.
+MAX_VALUES = 1_000_000
 
-def _check_tree(
-    node: yaml.Node, file: str, path: str, problems: list[Problem], ancestors: tuple[yaml.Node, ...] = ()
-) -> bool:
+EXPANSION_REFUSAL = (
+    "expands to more than {limit:,} values through YAML aliases (anchors reused inside each "
+    "other); write the hosts out or use defaults/groups for shared settings"
+)
+SIZE_REFUSAL = "has more than {limit:,} values, far more than any estate needs; split it into several inventories"
+
+
+_MERGE = "tag:yaml.org,2002:merge"  # the tag of a ``<<`` key, which merges its mappings into this one
+
+
+def _check_tree(root: yaml.Node, file: str, path: str, problems: list[Problem]) -> bool:
     """Record duplicate keys (PyYAML would keep the last one silently); False when the document
     cannot be walked (an alias inside its own anchor, such as ``hosts: &h [*h]``, nests without
-    end), so its data must not be validated."""
-    line = node.start_mark.line + 1
-    if any(node is above for above in ancestors):
-        problems.append(
-            Problem(file, line, path, "is an alias of something that contains it, so it never ends (move the anchor)")
-        )
-        return False
-    if len(ancestors) >= MAX_DEPTH:
-        problems.append(Problem(file, line, path[:60] + "...", f"nests deeper than {MAX_DEPTH} levels"))
-        return False
-    inside = (*ancestors, node)
+    end, and nesting deeper than MAX_DEPTH is a mistake), so its data must not be validated.
+
+    An anchored node is walked once, where it is defined: its duplicate keys are reported there
+    and not again for every alias of it, and aliases nested in each other cost one visit per node
+    instead of one per path through them. Each walked node's height (how many levels its deepest
+    value lies below it) is kept, so an alias still counts toward the depth where it is used."""
+    heights: dict[int, int] = {}  # id(node) -> levels below it, for every node walked to the end
+    open_ids: set[int] = set()  # the node being walked and its ancestors
+
+    def walk(node: yaml.Node, path: str, depth: int) -> int | None:
+        if id(node) in open_ids:
+            message = "is an alias of something that contains it, so it never ends (move the anchor)"
+            problems.append(Problem(file, node.start_mark.line + 1, path, message))
+            return None
+        if depth >= MAX_DEPTH:
+            problems.append(_too_deep(file, node, path))
+            return None
+        height = heights.get(id(node))
+        if height is not None:  # an alias of a node walked already
+            if depth + height >= MAX_DEPTH:
+                problems.append(_too_deep(file, *_descend(node, path, MAX_DEPTH - depth, heights)))
+                return None
+            return height
+        open_ids.add(id(node))
+        height = 0
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = _key_text(key_node)
+                key_line = key_node.start_mark.line + 1
+                if key in seen and key_node.tag != _MERGE:
+                    problems.append(
+                        Problem(file, key_line, _join(path, key), f"duplicate key (first set on line {seen[key]})")
+                    )
+                seen.setdefault(key, key_line)
+                below = walk(value_node, _join(path, key), depth + 1)
+                if below is None:
+                    return None
+                height = max(height, below + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                below = walk(item, f"{path}[{index}]", depth + 1)
+                if below is None:
+                    return None
+                height = max(height, below + 1)
+        open_ids.discard(id(node))
+        heights[id(node)] = height
+        return height
+
+    return walk(root, path, 0) is not None
+
+
+def _key_text(key_node: yaml.Node) -> str:
+    """A mapping key as text. A list or mapping used as a key is not spelled out (that would print
+    every node in it, nested as deep as it goes): building the data refuses it as unhashable."""
+    return str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+
+
+def _too_deep(file: str, node: yaml.Node, path: str) -> Problem:
+    return Problem(file, node.start_mark.line + 1, path[:60] + "...", f"nests deeper than {MAX_DEPTH} levels")
+
+
+def _descend(node: yaml.Node, path: str, levels: int, heights: dict[int, int]) -> tuple[yaml.Node, str]:
+    """The first node (in document order) ``levels`` below a walked ``node``, and its path: where
+    walking an alias of ``node`` again would have stopped at MAX_DEPTH."""
+    while levels > 0:
+        levels -= 1
+        if isinstance(node, yaml.MappingNode):
+            children = [(value, _join(path, _key_text(key))) for key, value in node.value]
+        else:
+            children = [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
+        node, path = next((child, where) for child, where in children if heights[id(child)] >= levels)
+    return node, path
+
+
+def _refuse_expansion(root: yaml.Node, text: str, file: str) -> None:
+    """Raise InventoryError when the document stands for more than MAX_VALUES values, before
+    anything builds, checks or validates what its aliases expand to."""
+    if _expanded_size(root, MAX_VALUES) <= MAX_VALUES:
+        return
+    line, through_alias = _where_values_exceed(text, MAX_VALUES)
+    message = EXPANSION_REFUSAL if through_alias else SIZE_REFUSAL
+    raise InventoryError([Problem(file, line, "", message.format(limit=MAX_VALUES))])
+
+
+def _children(node: yaml.Node) -> Iterator[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = str(key_node.value)
-            key_line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    Problem(file, key_line, _join(path, key), f"duplicate key (first set on line {seen[key]})")
-                )
-            seen.setdefault(key, key_line)
-            if not _check_tree(value_node, file, _join(path, key), problems, inside):
-                return False
+            yield key_node
+            yield value_node
     elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            if not _check_tree(item, file, f"{path}[{index}]", problems, inside):
-                return False
-    return True
+        yield from node.value
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many values ``root`` stands for with every alias expanded (more than ``limit`` once it
+    is known to be over), counted without expanding: an alias adds the size its anchored node
+    was found to have, so each node is visited once. An alias inside its own anchor adds nothing
+    here; the tree walk refuses it."""
+    sizes: dict[int, int] = {}  # id(collection) -> values it stands for, once counted
+    frames: list[list[Any]] = [[root, _children(root), 1]]  # collections being counted: node, rest, size
+    open_ids = {id(root)}
+    total = 1
+    while frames and total <= limit:
+        frame = frames[-1]
+        child = next(frame[1], None)
+        if child is None:  # the collection is counted: its parent stands for it too
+            frames.pop()
+            open_ids.discard(id(frame[0]))
+            sizes[id(frame[0])] = frame[2]
+            if frames:
+                frames[-1][2] += frame[2]
+        elif isinstance(child, yaml.ScalarNode) or id(child) in sizes or id(child) in open_ids:
+            added = 1 if isinstance(child, yaml.ScalarNode) else sizes.get(id(child), 0)
+            frame[2] += added
+            total += added
+        else:  # a collection met for the first time
+            open_ids.add(id(child))
+            frames.append([child, _children(child), 1])
+            total += 1
+    return total
+
+
+def _where_values_exceed(text: str, limit: int) -> tuple[int, bool]:
+    """The line where reading the document (aliases expanded) passes ``limit`` values, and
+    whether an alias took it there. The node tree no longer knows where an alias was written,
+    so this reads the parser's events: an alias adds what its anchor stood for."""
+    sizes: dict[str, int] = {}  # anchor -> values it stands for
+    opened: list[tuple[str | None, int]] = []  # collections being read: anchor, total before them
+    total = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            total += sizes.get(event.anchor, 0)
+        elif isinstance(event, yaml.ScalarEvent):
+            total += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            opened.append((event.anchor, total))
+            total += 1
+            if event.anchor:
+                sizes[event.anchor] = 0  # an alias inside its own anchor (the walk refuses it)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before = opened.pop()
+            if anchor:
+                sizes[anchor] = total - before
+        if total > limit:
+            return event.start_mark.line + 1, isinstance(event, yaml.AliasEvent)
+    return 1, True
 
 
 def _join(path: str, key: str | int) -> str:
@@ -249,7 +387,7 @@ def load(path: str | Path) -> Inventory:
 def parse(text: str, file: str = "<inventory>") -> Inventory:
     """Validate inventory text; every problem found is reported at once."""
     try:
-        root, data = _compose_and_construct(text)
+        root, data, problems, walkable = _compose_and_construct(text, file)
     except UnicodeEncodeError as exc:  # libyaml takes UTF-8: a lone surrogate cannot be given to it
         line = text.count("\n", 0, exc.start) + 1
         raise InventoryError(
@@ -262,29 +400,44 @@ def parse(text: str, file: str = "<inventory>") -> Inventory:
     except yaml.YAMLError as exc:
         raise InventoryError([Problem(file, 0, "", f"not valid YAML: {exc}")]) from None
 
-    return from_document(data, file, root)
+    return _validated(data, file, root, problems, walkable)
 
 
-def _compose_and_construct(text: str) -> tuple[yaml.Node | None, Any]:
+def _compose_and_construct(text: str, file: str) -> tuple[yaml.Node | None, Any, list[Problem], bool]:
     """Parse once: the node tree (for line numbers and duplicate keys, which PyYAML would silently
-    collapse) and the plain data built from it."""
+    collapse), checked, and the plain data built from it; refused first when its aliases make it
+    too big (MAX_VALUES). The tree is checked before the data is built because building merges
+    each ``<<: *anchor`` into the mapping that names it: a key set there to override a merged
+    one would then look like a duplicate, and a duplicate inside the anchor would be found again
+    in every mapping merging it."""
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
-        return root, None if root is None else loader.construct_document(root)
+        if root is None:
+            return None, None, [], True
+        _refuse_expansion(root, text, file)
+        problems: list[Problem] = []
+        walkable = _check_tree(root, file, "", problems)
+        return root, loader.construct_document(root), problems, walkable
     finally:
         loader.dispose()
 
 
 def from_document(data: Any, file: str, root: yaml.Node | None = None) -> Inventory:
     """Validate an inventory already in memory (``root`` gives line numbers when it came from YAML)."""
+    problems: list[Problem] = []
+    walkable = root is None or _check_tree(root, file, "", problems)
+    return _validated(data, file, root, problems, walkable)
+
+
+def _validated(data: Any, file: str, root: yaml.Node | None, problems: list[Problem], walkable: bool) -> Inventory:
+    """The inventory ``data`` describes, or InventoryError with ``problems`` (what the tree check
+    found) and every problem validation finds; ``walkable`` False stops before validation."""
     if data is None:
         raise InventoryError([Problem(file, 1, "", "is empty; it needs at least a 'hosts:' list")])
     if not isinstance(data, dict):
         raise InventoryError([Problem(file, 1, "", "must be a mapping with 'defaults', 'groups' and 'hosts'")])
-
-    problems: list[Problem] = []
-    if root is not None and not _check_tree(root, file, "", problems):
+    if not walkable:
         raise InventoryError(sorted(problems, key=lambda p: p.line))
     try:
         model = _Inventory.model_validate(data)
@@ -387,6 +540,18 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
                 "basic auth over http sends the password readable on the wire; use transport: https, "
                 "or set allow_unencrypted: true if this is a lab",
             )
+        validated = s.get("cert_validation", True)
+        if auth == "credssp" and (transport != "https" or not validated):
+            problem(
+                _set_at(loc, group_loc, "auth", host, group),
+                "credssp hands the password itself to the host: use it only with transport: https and "
+                "cert_validation: true, so that the host has proven who it is first",
+            )
+        if auth == "ntlm" and s.get("allow_ntlm") is False:
+            problem(
+                _set_at(loc, group_loc, "allow_ntlm", host, group),
+                "auth ntlm contradicts allow_ntlm: false (choose one)",
+            )
         ca_file = s.get("ca_file", "")
         if ca_file and not Path(ca_file).expanduser().is_file():
             problem((*loc, "ca_file") if host.ca_file else ("defaults", "ca_file"), f"no such file: {ca_file}")
@@ -435,6 +600,7 @@ def _resolve(model: _Inventory, file: str, root: yaml.Node | None, problems: lis
                 cert_validation=s.get("cert_validation", True),
                 ca_file=str(Path(ca_file).expanduser()) if ca_file else "",
                 allow_unencrypted=s.get("allow_unencrypted", False),
+                allow_ntlm=s.get("allow_ntlm"),
                 connect_timeout_s=s.get("connect_timeout", 10.0),
                 operation_timeout_s=s.get("operation_timeout", 60.0),
                 host_deadline_s=s.get("host_deadline", 120.0),

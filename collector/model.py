@@ -101,6 +101,9 @@ class HostTarget:
     cert_validation: bool = True
     ca_file: str = ""
     allow_unencrypted: bool = False
+    # Whether Negotiate may fall back to NTLM (and CredSSP use NTLM inside): None takes the default,
+    # on only where the server is authenticated first (HTTPS with certificate validation).
+    allow_ntlm: bool | None = None
     connect_timeout_s: float = 10.0
     operation_timeout_s: float = 60.0
     host_deadline_s: float = 120.0
@@ -111,6 +114,14 @@ class HostTarget:
     gateway: str = ""
     session_hosts: tuple[str, ...] = ()
     group: str = ""
+
+    @property
+    def ntlm_allowed(self) -> bool:
+        """NTLM hands a crackable, relayable response to whoever answers; over HTTPS with a
+        validated certificate that can only be the host itself (and the TLS channel is bound in)."""
+        if self.allow_ntlm is not None:
+            return self.allow_ntlm
+        return self.transport == "https" and self.cert_validation
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,9 @@ class HostFacts:
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
+    # What the host's PowerShell runspace pool warned about, in its own words (bounded): kept for
+    # the report rather than printed on the administrator's terminal.
+    session_warnings: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -407,6 +421,7 @@ def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
         started=d.get("started", ""),
         finished=d.get("finished", ""),
         duration_s=d.get("duration_s", 0.0),
+        session_warnings=tuple(d.get("session_warnings", ())),
     )
 
 

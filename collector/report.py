@@ -8,6 +8,11 @@ complete with JavaScript off; Jinja2 autoescapes every template, so host data is
 Every file is written atomically (temp file + rename) into a hidden ``.<run>.partial`` folder that
 becomes ``<run>`` when the run is complete; ``latest`` moves last. An interrupted run leaves no
 half-written report and a ``latest`` that still points at the previous complete run.
+
+Reports name users and saved-credential targets: what the collector writes is private to its
+account and group (folders 0750, files 0640, less where the process umask takes more away; the
+kernel applies the umask as each file and folder is created). A host whose page or record cannot
+be rendered gets a page and a record that say so, and the run is published regardless.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import base64
 import dataclasses
 import functools
 import hashlib
+import html
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import threading
 from collections.abc import Collection, Iterable, Sequence
 from concurrent import futures
@@ -33,11 +39,12 @@ from typing import Any
 
 import jinja2
 
-from collector import certview, path
+from collector import certview, path, runs
 from collector.incident import HOP_NAMES
 from collector.model import (
     CheckResult,
     CollectionProblem,
+    Evidence,
     HostFacts,
     HostReport,
     IncidentPath,
@@ -52,10 +59,7 @@ from collector.model import (
     host_from_dict,
     to_dict,
 )
-
-# The process umask, read once at import (it can only be read by setting it).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+from collector.terminal import printable
 
 STATUS_ORDER = (Status.FAIL, Status.WARN, Status.UNKNOWN, Status.PASS)
 SEVERITY_ORDER = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
@@ -625,18 +629,205 @@ def results_json(run_report: RunReport) -> str:
     return "".join(results_chunks(run_report))
 
 
+# --- a host whose report cannot be rendered ------------------------------------------------------
+
+# The check a host's record carries when its page or its record could not be rendered.
+REPORT_FAILED = "collect.report-failed"
+
+
+@dataclass(frozen=True)
+class HostOutput:
+    """What is written for one host: its page (UTF-8) and its results record."""
+
+    page: bytes
+    record: str
+    failure: str = ""  # why its page or record could not be rendered, in words; "" when both were
+
+
+def failure_words(exc: BaseException) -> str:
+    """Why something could not be rendered, in words that can themselves be written anywhere."""
+    if isinstance(exc, UnicodeEncodeError):
+        bad = exc.object[exc.start : exc.end] if isinstance(exc.object, str) else ""
+        codes = ", ".join(f"U+{ord(char):04X}" for char in bad[:4]) + (", ..." if len(bad) > 4 else "")
+        what = (
+            "a lone UTF-16 surrogate, which is not a character"
+            if bad and all(0xD800 <= ord(char) <= 0xDFFF for char in bad)
+            else exc.reason
+        )
+        return f"it holds text that cannot be written as UTF-8 ({codes}: {what})"
+    words = printable(f"{type(exc).__name__}: {exc}")
+    return words if len(words) <= 500 else words[:500] + " (...)"
+
+
+def _writable(value: Any) -> Any:
+    """Plain JSON data (``to_dict``'s) with every string that UTF-8 cannot hold made writable:
+    each lone surrogate becomes U+FFFD, as a UTF-16 decoder would have it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if isinstance(value, dict):
+        return {_writable(k): _writable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_writable(v) for v in value]
+    return value
+
+
+def _strict_record(data: Any) -> str:
+    """``host_json`` that refuses what a UTF-8 file cannot hold (a lone surrogate would only be
+    escaped, and results.json is to be read by any JSON reader)."""
+    record = json.dumps(data)
+    if "\\ud" in record:  # a surrogate, escaped: check that each is half of a character
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return record
+
+
+def unrendered_check(host: HostReport, why: str) -> CheckResult:
+    """The result a host's record carries when its report could not be rendered."""
+    return CheckResult(
+        REPORT_FAILED,
+        Status.UNKNOWN,
+        Severity.WARNING,
+        f"The report of this host could not be rendered: {why}",
+        host.name,
+        (Evidence("report writer", why, "workstation"),),
+        "The host was collected and judged; only its report failed. The other hosts' reports are "
+        "complete. Keep this run's results.json for the collector's maintainers.",
+    )
+
+
+def _plain_page(title: str, body: str) -> bytes:
+    """A page of the tool's own words (``title`` and ``body`` already escaped), nothing inline to
+    run or style: what is written when a page cannot be rendered from its template."""
+    return (
+        "<!doctype html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; base-uri 'none'; "
+        "form-action 'none'\">\n"
+        '<meta name="referrer" content="no-referrer">\n<link rel="icon" href="data:,">\n'
+        f"<title>{title} · Remote Desktop diagnostics</title>\n</head>\n<body>\n<main>\n{body}</main>\n"
+        "</body>\n</html>\n"
+    ).encode()
+
+
+def unrendered_page(host_name: str, why: str) -> bytes:
+    """The page of a host whose report could not be rendered: that, and why (host data is text)."""
+    name = html.escape(printable(host_name))
+    return _plain_page(
+        f"{name} · report not rendered",
+        '<nav aria-label="Breadcrumb"><a href="../index.html">Fleet index</a> › '
+        f"<span>{name}</span></nav>\n<h1>{name}</h1>\n"
+        f"<p><strong>The report of this host could not be rendered:</strong> {html.escape(why)}.</p>\n"
+        f"<p>Its record in results.json says so too (check <code>{REPORT_FAILED}</code>); every other "
+        "host's report was written as usual.</p>\n",
+    )
+
+
+def index_output(run: RunReport) -> bytes:
+    """The fleet index, UTF-8; when it cannot be rendered, a page that says so and why and links
+    every host's page, so the run is published regardless."""
+    try:
+        return render_index(run).encode("utf-8")
+    except Exception as exc:
+        links = "".join(
+            f'<li><a href="hosts/{host_filename(h.name)}">{html.escape(printable(h.name))}</a></li>\n'
+            for h in run.hosts
+        )
+        return _plain_page(
+            "Fleet index not rendered",
+            "<h1>Fleet index</h1>\n"
+            f"<p><strong>The fleet index could not be rendered:</strong> {html.escape(failure_words(exc))}.</p>\n"
+            f"<p>The hosts' pages and results.json were written:</p>\n<ul>\n{links}</ul>\n",
+        )
+
+
+def host_output(report: HostReport, run: RunReport) -> HostOutput:
+    """The host's page and results record. What a host sent never stops a run from being
+    published: when either cannot be rendered or serialised (any exception but the disk's, which
+    comes from writing them), the host gets a page saying that its report could not be rendered
+    and why, and a record carrying ``REPORT_FAILED`` with the same words. The record keeps what
+    can be kept: the host whole if it serialised, else with its text made writable, else its
+    target alone."""
+    failed: dict[str, list[str]] = {}  # why -> what failed for that reason
+    page = b""
+    try:
+        page = render_host(report, run).encode("utf-8")
+    except Exception as exc:
+        failed.setdefault(failure_words(exc), []).append("page")
+    record = ""
+    try:
+        record = _strict_record(to_dict(report))
+    except Exception as exc:
+        failed.setdefault(failure_words(exc), []).append("results record")
+    if not failed:
+        return HostOutput(page, record)
+    why = "; ".join(" and ".join(f"its {what}" for what in whats) + f": {words}" for words, whats in failed.items())
+    marked = dataclasses.replace(report, checks=(*report.checks, unrendered_check(report, why)))
+    try:
+        record = _strict_record(to_dict(marked) if record else _writable(to_dict(marked)))
+    except Exception:
+        bare = HostReport(HostFacts(target=report.facts.target), (unrendered_check(report, why),))
+        record = json.dumps(_writable(to_dict(bare)))
+    if not page:
+        page = unrendered_page(report.name, why)
+    return HostOutput(page, record, why)
+
+
 # --- the run folder ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, content: str | bytes | Iterable[str], *, durable: bool = False) -> None:
+# Modes of what a run writes, before the process umask takes its share: the account that runs the
+# collector and its group (a web server given the output folder's group, see the README) only.
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+
+
+def make_folders(folder: Path) -> None:
+    """Create ``folder`` and the parents it lacks, each ``FOLDER_MODE`` less the umask; a folder
+    that exists is left as it is."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    for each in reversed(missing):
+        try:
+            os.mkdir(each, FOLDER_MODE)
+        except FileExistsError:
+            if not each.is_dir():
+                raise
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    """A new file beside ``path`` (``.<name>.<random>.tmp``), open for writing, created with
+    ``mode`` less the umask: never an existing file, and never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def atomic_write(
+    path: Path, content: str | bytes | Iterable[str], *, durable: bool = False, mode: int = FILE_MODE
+) -> None:
     """Write via a temp file in the same folder and rename, so readers never see half a file.
     ``content`` may be an iterable of text chunks (results.json of a large run is streamed).
     ``durable`` also flushes it to disk before the rename (for results.json, from which every
-    page can be rendered again; pages are not worth a disk flush each)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    page can be rendered again; pages are not worth a disk flush each). The file gets ``mode``
+    less the umask (``FILE_MODE``: the account and its group), the folders it needs
+    ``FOLDER_MODE``."""
+    make_folders(path.parent)
+    fd, tmp = _create_temp(path, mode)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a report is as readable as any file
         with os.fdopen(fd, "wb") as handle:
             if isinstance(content, (str, bytes)):
                 handle.write(content.encode("utf-8") if isinstance(content, str) else content)
@@ -648,7 +839,7 @@ def atomic_write(path: Path, content: str | bytes | Iterable[str], *, durable: b
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -712,17 +903,26 @@ class RunWriter:
         # proportion to the hosts in flight (the caller passes its concurrency), not the fleet.
         self.backlog = max(1, backlog)
         self._whole = None if whole is None else {name.lower() for name in whole}
-        output.mkdir(parents=True, exist_ok=True)
-        final = output / run_id
+        make_folders(output)
         suffix = 1
-        while final.exists() or (output / f".{final.name}.partial").exists():
+        while True:
+            final = output / (run_id if suffix == 1 else f"{run_id}-{suffix}")
             suffix += 1
-            final = output / f"{run_id}-{suffix}"
+            if os.path.lexists(final):
+                continue
+            try:  # the partial folder is this run's only if this run made it
+                os.mkdir(output / runs.partial_name(final.name), FOLDER_MODE)
+            except FileExistsError:
+                continue
+            break
         self.run_id = final.name
         self.final = final
-        self.partial = output / f".{final.name}.partial"
-        (self.partial / "hosts").mkdir(parents=True)
-        (self.partial / self.RECORDS).mkdir()
+        self.partial = output / runs.partial_name(final.name)
+        # Says that a run in progress owns the folder, so no other run removes it as stale.
+        atomic_write(self.partial / runs.OWNER_FILE, runs.owner_record())
+        os.mkdir(self.partial / "hosts", FOLDER_MODE)
+        os.mkdir(self.partial / self.RECORDS, FOLDER_MODE)
+        self.unrendered: dict[str, str] = {}  # host name -> why its page or record could not be rendered
         self._done: dict[str, HostReport] = {}  # by name, what the run keeps: a host written again replaces itself
         self._lock = threading.Lock()  # hosts finish on the runner's worker threads
         # One thread writes pages as hosts finish, so the runner's loop goes straight back to
@@ -756,8 +956,16 @@ class RunWriter:
         self._write(report, dataclasses.replace(run_so_far, hosts=done))
 
     def _write(self, report: HostReport, run: RunReport) -> None:
-        atomic_write(self.partial / "hosts" / host_filename(report.name), render_host(report, run))
-        atomic_write(self._record(report), host_json(report))
+        """The host's page and record; one that cannot be rendered is written as ``host_output``
+        says, so only the disk can fail here."""
+        output = host_output(report, run)
+        atomic_write(self.partial / "hosts" / host_filename(report.name), output.page)
+        atomic_write(self._record(report), output.record)
+        with self._lock:
+            if output.failure:
+                self.unrendered[report.name] = output.failure
+            elif not any(c.id == REPORT_FAILED for c in report.checks):
+                self.unrendered.pop(report.name, None)
 
     def write_host_soon(self, report: HostReport, run_so_far: RunReport) -> HostReport:
         """``write_host`` on the writer's own thread (``wait`` or ``finish`` reports its errors);
@@ -806,8 +1014,9 @@ class RunWriter:
                 self._write(self._whole_report(host), run_report)
         records = (self._record(h).read_text(encoding="utf-8") for h in run_report.hosts)
         atomic_write(self.partial / "results.json", results_chunks(run_report, records), durable=True)
-        atomic_write(self.partial / "index.html", render_index(run_report))
+        atomic_write(self.partial / "index.html", index_output(run_report))
         shutil.rmtree(self.partial / self.RECORDS)
+        (self.partial / runs.OWNER_FILE).unlink(missing_ok=True)
         os.replace(self.partial, self.final)
         update_latest(self.output, self.final.name)
         return self.final
@@ -828,10 +1037,13 @@ def update_latest(output: Path, run_name: str) -> None:
 
 
 def _write_run(run_report: RunReport, destination: Path) -> None:
+    records = []
     for host in run_report.hosts:
-        atomic_write(destination / "hosts" / host_filename(host.name), render_host(host, run_report))
-    atomic_write(destination / "results.json", results_chunks(run_report), durable=True)
-    atomic_write(destination / "index.html", render_index(run_report))
+        output = host_output(host, run_report)
+        atomic_write(destination / "hosts" / host_filename(host.name), output.page)
+        records.append(output.record)
+    atomic_write(destination / "results.json", results_chunks(run_report, records), durable=True)
+    atomic_write(destination / "index.html", index_output(run_report))
 
 
 def render_run(run_report: RunReport, destination: Path) -> Path:

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -111,6 +111,7 @@ class _Progress:
         self._lock = threading.Lock()
         self._probes: dict[str, ProbeResult] = {}
         self._problems: list[CollectionProblem] = []
+        self.session_warnings: list[str] = []  # the session's own list, filled as the pool warns
         self._endpoints: tuple[Mapping[str, Mapping[str, Any]], tuple[CheckResult, ...]] = ({}, ())
 
     def add_probe(self, result: ProbeResult) -> None:
@@ -157,8 +158,18 @@ def collect_host(
     resolved: dict[str, Any] = {}
 
     def look_from_here() -> None:
-        progress.set_endpoints(*workstation.probe_endpoints(target))
-        resolved.update(workstation.resolve(target))
+        try:
+            progress.set_endpoints(*workstation.probe_endpoints(target))
+            resolved.update(workstation.resolve(target))
+        except Exception as exc:  # what an endpoint sent must not cost the host its WinRM facts
+            progress.add_problem(
+                CollectionProblem(
+                    CollectionFailure.BAD_OUTPUT,
+                    f"the workstation's own probes of this host's endpoints failed ({type(exc).__name__}: "
+                    f"{str(exc)[:200]})",
+                    "endpoints",
+                )
+            )
 
     local = threading.Thread(target=look_from_here, name=f"endpoints-{target.name}", daemon=True)
     local.start()
@@ -166,7 +177,10 @@ def collect_host(
         try:
             # One runspace and one connection per probe: the host runs them side by side (WinRM's
             # default MaxConcurrentOperationsPerUser, 1500, is far above the handful a host gets).
-            with HostSession(target, password, max_runspaces=len(calls)) as session:
+            session = HostSession(target, password, max_runspaces=len(calls))
+            progress.session_warnings = session.warnings
+            with session:
+                progress.session_warnings = session.warnings
                 texts = [(scripts.load(call.probe).text, call.parameters) for call in calls]
                 for call, out in zip(calls, session.run_all(texts), strict=False):
                     if isinstance(out, CollectionError):  # this probe alone: too much output, or not read
@@ -180,6 +194,10 @@ def collect_host(
                     except contract.ContractError as exc:
                         progress.add_problem(
                             CollectionProblem(CollectionFailure.BAD_OUTPUT, _bad_output_reason(exc, out), call.probe)
+                        )
+                    except Exception as exc:  # whatever else a host's output can provoke is this probe's alone
+                        progress.add_problem(
+                            CollectionProblem(CollectionFailure.BAD_OUTPUT, _unreadable(call.probe, exc), call.probe)
                         )
         except CollectionError as exc:
             progress.add_problem(CollectionProblem(exc.kind, exc.reason))
@@ -197,19 +215,60 @@ def collect_host(
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),
+        session_warnings=tuple(progress.session_warnings),
     )
 
 
+def _unreadable(probe: str, exc: BaseException) -> str:
+    return f"the collector could not read probe {probe}'s output ({type(exc).__name__}: {str(exc)[:200]})"
+
+
 def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float, options: RunOptions) -> HostFacts:
-    probes, problems = progress.snapshot()
-    endpoints, endpoint_results = progress.endpoints()
-    problems.append(
+    probes, _ = progress.snapshot()
+    return _cut_short(
+        target,
+        progress,
+        started,
+        t0,
+        options,
         CollectionProblem(
             CollectionFailure.TIMEOUT,
             f"collection did not finish within the host deadline of {target.host_deadline_s:g} s "
             f"({len(probes)} of {len(plan(target, options))} probes had finished)",
-        )
+        ),
     )
+
+
+def _crashed(
+    target: HostTarget, progress: _Progress, started: str, t0: float, options: RunOptions, exc: BaseException
+) -> HostFacts:
+    """A worker that failed outright (a defect, or a host's answer no handler foresaw): what it had
+    gathered is kept, and the host, not the run, carries the failure."""
+    return _cut_short(
+        target,
+        progress,
+        started,
+        t0,
+        options,
+        CollectionProblem(
+            CollectionFailure.BAD_OUTPUT,
+            f"collection stopped on an unexpected error ({type(exc).__name__}: {str(exc)[:200]}); "
+            "the probes read before it are kept",
+        ),
+    )
+
+
+def _cut_short(
+    target: HostTarget,
+    progress: _Progress,
+    started: str,
+    t0: float,
+    options: RunOptions,
+    problem: CollectionProblem,
+) -> HostFacts:
+    probes, problems = progress.snapshot()
+    endpoints, endpoint_results = progress.endpoints()
+    problems.append(problem)
     return HostFacts(
         target=target,
         probes=probes,
@@ -220,6 +279,7 @@ def _timed_out(target: HostTarget, progress: _Progress, started: str, t0: float,
         started=started,
         finished=utc_now(),
         duration_s=round(time.monotonic() - t0, 3),
+        session_warnings=tuple(progress.session_warnings),
     )
 
 
@@ -255,12 +315,15 @@ def run_hosts(
     abandoned: list[threading.Thread] = []
 
     def finish(facts: HostFacts) -> None:
-        report = HostReport(facts=facts, checks=tuple(checks.evaluate(facts)))
+        report = judge(facts)
         kept = on_host_done(report)
         reports[facts.target.name] = report if kept is None else kept
 
-    def worker(target: HostTarget, progress: _Progress) -> None:
-        facts = collect(target, passwords.get(target.name), progress, options)
+    def worker(target: HostTarget, progress: _Progress, started: str, t0: float) -> None:
+        try:
+            facts = collect(target, passwords.get(target.name), progress, options)
+        except Exception as exc:  # a bulkhead: one host's failure is that host's, never the run's
+            facts = _crashed(target, progress, started, t0, options, exc)
         done.put((target.name, facts))
 
     def start_more() -> None:
@@ -271,7 +334,10 @@ def run_hosts(
             flight.deadline = flight.t0 + target.host_deadline_s
             in_flight[target.name] = flight
             flight.thread = threading.Thread(
-                target=worker, args=(target, flight.progress), name=f"collect-{target.name}", daemon=True
+                target=worker,
+                args=(target, flight.progress, flight.started, flight.t0),
+                name=f"collect-{target.name}",
+                daemon=True,
             )
             flight.thread.start()
 
@@ -296,6 +362,23 @@ def run_hosts(
                 finish(_timed_out(flight.target, flight.progress, flight.started, flight.t0, options))
     _let_abandoned_workers_close(abandoned, abandoned_grace_s)
     return [reports[t.name] for t in targets]
+
+
+def judge(facts: HostFacts) -> HostReport:
+    """The host's checks (each check is guarded on its own); should judging fail as a whole, the
+    host is reported with its facts and the failure, and the run goes on."""
+    try:
+        return HostReport(facts=facts, checks=tuple(checks.evaluate(facts)))
+    except Exception as exc:
+        problem = CollectionProblem(
+            CollectionFailure.BAD_OUTPUT,
+            f"the collector could not judge this host's facts ({type(exc).__name__}: {str(exc)[:200]})",
+        )
+        failed = replace(facts, problems=(*facts.problems, problem))
+        try:
+            return HostReport(facts=failed, checks=tuple(checks.collection_results(failed)))
+        except Exception:
+            return HostReport(facts=failed, checks=())
 
 
 def _let_abandoned_workers_close(threads: Sequence[threading.Thread], grace_s: float) -> None:

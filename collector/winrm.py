@@ -49,9 +49,11 @@ from pypsrp.serializer import Serializer
 from pypsrp.wsman import WSMan
 from spnego.exceptions import BadMechanismError, NoCredentialError, SpnegoError
 
-from collector import scripts
+from collector import scripts, wire
 from collector.credentials import Secret
 from collector.model import CollectionFailure, HostTarget
+
+wire.install()  # pypsrp parses every WS-Management and CLIXML reply through wire.fromstring
 
 # WS-Management fault codes worth naming (winerror.h / wsmerror.h).
 _FAULT_HINTS = {
@@ -142,9 +144,31 @@ def endpoint(target: HostTarget) -> str:
 
 def classify(exc: BaseException, target: HostTarget) -> CollectionError:
     """Name what went wrong, in words, for one exception from the client stack (pure)."""
+    error = _classify(exc, target)
+    if (
+        error.kind is CollectionFailure.AUTH_FAILED
+        and target.auth == "negotiate"
+        and not target.ntlm_allowed
+        and "NTLM is off" not in error.reason
+    ):
+        return CollectionError(error.kind, f"{error.reason}; {NTLM_OFF}")
+    return error
+
+
+NTLM_OFF = (
+    "NTLM was not tried: it is off for this host (allow_ntlm), as nothing authenticates a server over "
+    "http or without certificate validation"
+)
+
+
+def _classify(exc: BaseException, target: HostTarget) -> CollectionError:
     where = f"{target.address}:{target.port}"
     if isinstance(exc, CollectionError):
         return exc
+    if isinstance(exc, wire.RefusedReply):
+        return CollectionError(CollectionFailure.BAD_OUTPUT, exc.reason)
+    if isinstance(exc, wire.RefusedXML):
+        return CollectionError(CollectionFailure.BAD_OUTPUT, f"{where} {exc.reason}")
     if target.auth == "negotiate" and any(isinstance(e, BadMechanismError) for e in _chain(exc)):
         # Negotiate could start no mechanism: Kerberos had no ticket and NTLM no password.
         return CollectionError(
@@ -157,7 +181,7 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
         return kerberos
     if isinstance(exc, AuthenticationError):
         user = target.username or "the current ticket"
-        if target.auth == "kerberos":
+        if target.auth == "kerberos" or (target.auth == "negotiate" and not target.ntlm_allowed):
             spn = spn_of(target)
             return CollectionError(
                 CollectionFailure.AUTH_FAILED,
@@ -242,6 +266,15 @@ def classify(exc: BaseException, target: HostTarget) -> CollectionError:
         )
     if isinstance(exc, ValueError) and "which is incompatible with the specified auth_provider" in str(exc):
         offered = re.search(r"auth protocol '([^']+)'", str(exc))
+        if target.auth == "negotiate" and not target.ntlm_allowed and offered and offered.group(1).upper() == "NTLM":
+            return CollectionError(
+                CollectionFailure.AUTH_FAILED,
+                f"the WinRM service at {where} offers only NTLM, and NTLM is off for {target.name} (allow_ntlm): "
+                f"over {target.transport}{'' if target.cert_validation else ' without certificate validation'} "
+                f"nothing proves that the server answering is {target.name}, and an NTLM response is crackable "
+                "and relayable, so none was sent. Use https with certificate validation, register the host's "
+                "Kerberos SPN, or set allow_ntlm: true for a host outside the domain",
+            )
         return CollectionError(
             CollectionFailure.AUTH_FAILED,
             f"the WinRM service at {where} offers only {offered.group(1) if offered else 'another method'} "
@@ -487,6 +520,10 @@ class _LockedFragmenter(Fragmenter):
             return super().defragment(*args, **kwargs)
 
 
+_MAX_POOL_WARNINGS = 10
+_MAX_POOL_WARNING_CHARS = 500
+
+
 class _MeteredPool(RunspacePool):
     """A runspace pool that refuses a pipeline's output past ``limit`` bytes, as it arrives.
 
@@ -503,6 +540,13 @@ class _MeteredPool(RunspacePool):
         self.limit = limit
         self.received: dict[str, int] = {}  # pipeline id -> PSRP bytes so far
         self.flooded_by: list[str] = []  # the probe that passed the limit first; the others stop reading
+        self.warnings: list[str] = []  # the host's runspace-pool warnings, kept for its report
+
+    def _process_runspacepool_warning(self, message: Any) -> None:
+        """pypsrp hands a pool's warning to Python's warnings machinery, which prints it raw on the
+        administrator's terminal: the host's text is kept (bounded) for its report instead."""
+        if len(self.warnings) < _MAX_POOL_WARNINGS:
+            self.warnings.append(str(message.data)[:_MAX_POOL_WARNING_CHARS])
 
     def _parse_responses(self, responses: bytes, pipeline: PowerShell | None = None) -> list[tuple[int, Any]]:
         if pipeline is not None:
@@ -558,18 +602,19 @@ class HostSession:
         target: HostTarget,
         password: Secret | None,
         *,
-        max_output: int = MAX_PROBE_OUTPUT,
+        max_output: int | None = None,
         max_runspaces: int = 1,
     ) -> None:
         self.target = target
         self._password = password
-        self._max_output = max_output
+        self._max_output = MAX_PROBE_OUTPUT if max_output is None else max_output
         self._max_runspaces = max(1, max_runspaces)
         self._expires = time.monotonic() + target.host_deadline_s
         self._wsman: WSMan | None = None
         self._pool: _MeteredPool | None = None
         self._wsman_args: dict[str, Any] = {}
         self._clients: list[WSMan] = []  # the further clients pipelines ran over (NTLM, Kerberos, CredSSP)
+        self.warnings: list[str] = []  # what the host's runspace pool warned about (its words, bounded)
         self._connection_broke = False  # the host no longer knows this HTTP session's security context
 
     def _scrub(self, error: CollectionError) -> CollectionError:
@@ -587,8 +632,10 @@ class HostSession:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             error = classify(exc, self.target)
-            if self.target.auth == "negotiate" and (
-                isinstance(exc, AuthenticationError) or any(isinstance(e, BadMechanismError) for e in _chain(exc))
+            if (
+                self.target.auth == "negotiate"
+                and self.target.ntlm_allowed
+                and (isinstance(exc, AuthenticationError) or any(isinstance(e, BadMechanismError) for e in _chain(exc)))
             ):
                 # Negotiate hides why Kerberos was skipped; ask the KDC the same question to say so.
                 kerberos = self._kerberos_failure()
@@ -624,7 +671,19 @@ class HostSession:
         encryption = "never" if (t.auth == "basic" and not https and t.allow_unencrypted) else "auto"
         cert_validation: bool | str = (t.ca_file or True) if t.cert_validation else False
         operation_timeout = max(1, int(t.operation_timeout_s))
+        if t.auth == "credssp" and not (https and t.cert_validation):
+            # CredSSP hands the password itself to the server: only to one that proved who it is.
+            raise CollectionError(
+                CollectionFailure.AUTH_FAILED,
+                "credssp sends the password itself to the host, so the collector uses it only over https "
+                "with certificate validation on",
+            )
+        auth = t.auth
+        if auth == "negotiate" and not t.ntlm_allowed:
+            auth = "kerberos"  # Negotiate without its NTLM fallback (see HostTarget.ntlm_allowed)
         kwargs: dict[str, Any] = {}
+        if t.auth == "credssp":
+            kwargs["credssp_auth_mechanism"] = "auto" if t.ntlm_allowed else "kerberos"
         if t.auth in ("negotiate", "kerberos"):
             # Kerberos must ask for the principal of the name, not of the address we dial, and for
             # the service WinRM registers (pypsrp would ask for host/).
@@ -637,7 +696,7 @@ class HostSession:
             username=t.username or None,
             password=self._password.reveal() if self._password else None,
             ssl=https,
-            auth=t.auth,
+            auth=auth,
             cert_validation=cert_validation,
             encryption=encryption,
             connection_timeout=max(1.0, t.connect_timeout_s),  # fractions kept: "no answer within N s" quotes it
@@ -650,6 +709,7 @@ class HostSession:
         self._wsman = WSMan(**self._wsman_args)
         self._prepare_http(self._wsman)
         self._pool = _MeteredPool(self._wsman, self._max_output, self._max_runspaces)
+        self.warnings = self._pool.warnings
         self._pool.open()
 
     def _prepare_http(self, wsman: WSMan) -> None:
@@ -829,6 +889,7 @@ def _prepare_session(wsman: WSMan, tls_name: str | None) -> None:
     transport = wsman.transport
     session = transport._build_session()
     session.trust_env = False  # the endpoint's proxies are already resolved into session.proxies
+    wire.guard_session(session)  # replies bounded and checked before pypsrp reads them
     if tls_name is not None:
         adapter = session.get_adapter("https://")
         adapter.poolmanager.connection_pool_kw.update(server_hostname=tls_name, assert_hostname=tls_name)

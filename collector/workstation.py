@@ -57,6 +57,10 @@ class EndpointReport:
     """The trust store the chain was judged against."""
     connection_problem: str
     """One line when the endpoint could not be probed as intended (refused, timeout, not TLS...)."""
+    chain_problem: str = ""
+    """One line when a chain was received but a certificate in it cannot be read, naming which and
+    why (``certificate #1 of the chain cannot be parsed: duplicated extension 2.5.29.17
+    (subjectAltName)``); ``chain`` is then empty and the cert.* results are unknown with this reason."""
 
 
 def _results(pairs: Sequence[tuple[CheckMeta, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
@@ -72,12 +76,20 @@ def _chain_results(
     trust: certs.TrustStore,
     now: datetime.datetime,
     expires_soon_days: int,
-) -> tuple[tuple[CheckResult, ...], tuple[certs.CertInfo, ...]]:
+) -> tuple[tuple[CheckResult, ...], tuple[certs.CertInfo, ...], str]:
+    """(cert.* results, the chain read, why it could not be read): the chain is read once, in full,
+    and judged from that; a certificate that cannot be read is a reason, never an exception."""
     if handshake is None or not handshake.ok:
         reason = why_none if handshake is None else "no TLS handshake (see net.tls-handshake)"
-        return cert_checks.unknown_results(reason, host=name, endpoint=endpoint, vantage=VANTAGE), ()
+        return cert_checks.unknown_results(reason, host=name, endpoint=endpoint, vantage=VANTAGE), (), ""
+    try:
+        read = certs.read_chain(handshake.chain)
+    except certs.CertificateError as exc:
+        read, problem = (), str(exc)
+    else:
+        problem = ""
     results = cert_checks.evaluate_chain(
-        handshake.chain,
+        read or handshake.chain,
         server_name=name,
         trust=trust,
         now=now,
@@ -86,11 +98,7 @@ def _chain_results(
         vantage=VANTAGE,
         expires_soon_days=expires_soon_days,
     )
-    try:
-        chain = tuple(certs.cert_info(c) for c in certs.parse_chain(handshake.chain))
-    except certs.CertificateError:
-        chain = ()
-    return results, chain
+    return results, tuple(c.info for c in read), problem
 
 
 def check_tls(
@@ -107,7 +115,7 @@ def check_tls(
     endpoint = f"{name}:{port}"
     tls = probe_tls(name, address, port, timeout)
     results = _results(ep.tls_verdicts(tls, VANTAGE), host=name, endpoint=endpoint)
-    chain_results, chain = _chain_results(
+    chain_results, chain, chain_problem = _chain_results(
         tls.handshake,
         "no TCP connection",
         name=name,
@@ -124,7 +132,15 @@ def check_tls(
     results += _results([(ep.RDG_HTTP_TRANSPORT, transport)], host=name, endpoint=endpoint)
     problem = "" if tls.ok else tls.reason
     return EndpointReport(
-        "check-tls", endpoint, address or name, tuple(results), tls.handshake, chain, trust.label, problem
+        "check-tls",
+        endpoint,
+        address or name,
+        tuple(results),
+        tls.handshake,
+        chain,
+        trust.label,
+        problem,
+        chain_problem,
     )
 
 
@@ -151,7 +167,7 @@ def check_rdp(
         why = "no negotiation answer"
     else:
         why = f"no TLS: the listener answered {probe.negotiation.describe()}"
-    chain_results, chain = _chain_results(
+    chain_results, chain, chain_problem = _chain_results(
         probe.tls, why, name=name, endpoint=endpoint, trust=trust, now=now, expires_soon_days=expires_soon_days
     )
     results += chain_results
@@ -164,7 +180,7 @@ def check_rdp(
     else:
         problem = ""
     return EndpointReport(
-        "check-rdp", endpoint, address or name, tuple(results), probe.tls, chain, trust.label, problem
+        "check-rdp", endpoint, address or name, tuple(results), probe.tls, chain, trust.label, problem, chain_problem
     )
 
 
@@ -203,6 +219,7 @@ def _summary(report: EndpointReport) -> dict[str, Any]:
         "chain_der": [base64.b64encode(der).decode() for der in (handshake.chain if handshake else ())],
         "trust": report.trust_label,
         "problem": report.connection_problem,
+        "chain_problem": report.chain_problem,
     }
 
 

@@ -83,7 +83,7 @@ COLLECTION_REMEDIATION = {
 }
 
 
-def _collection_results(facts: HostFacts) -> list[CheckResult]:
+def collection_results(facts: HostFacts) -> list[CheckResult]:
     vantage = f"workstation -> {facts.target.address}:{facts.target.port} (WinRM {facts.target.transport})"
     results = []
     for problem in facts.problems:
@@ -160,7 +160,7 @@ def _judged(check: Check, facts: HostFacts) -> Verdict:
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """All results for one host: collection problems first, then each applicable check."""
-    results = _collection_results(facts) + list(facts.endpoint_results)
+    results = collection_results(facts) + list(facts.endpoint_results)
     for check in checks if checks is not None else catalogue():
         if (
             not check.applies_to(facts.target.roles)

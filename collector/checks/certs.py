@@ -15,13 +15,17 @@ import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cryptography import x509
+
 from collector.certs import (
     SERVER_AUTH_OIDS,
     CertificateError,
     CertInfo,
     ChainAnalysis,
     PathEnd,
+    ReadCertificate,
     TrustStore,
+    UnreadableChainError,
     analyse_chain,
     weak_key,
     weak_signature,
@@ -588,12 +592,15 @@ def chain_results(
     return tuple(meta.result(_DECIDE[meta.id](ctx), host=host, endpoint=endpoint, vantage=vantage) for meta in CHECKS)
 
 
-def unknown_results(reason: str, *, host: str, endpoint: str, vantage: str) -> tuple[CheckResult, ...]:
-    """Every cert.* check as unknown, with why no chain could be judged (never a pass)."""
+def unknown_results(
+    reason: str, *, host: str, endpoint: str, vantage: str, evidence: Sequence[Evidence] = ()
+) -> tuple[CheckResult, ...]:
+    """Every cert.* check as unknown, with why no chain could be judged (never a pass); ``evidence``
+    follows the reason (e.g. the thumbprint of a certificate that cannot be read)."""
     why = Evidence(WHY_UNKNOWN, reason, vantage)
     return tuple(
         meta.result(
-            Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why,)),
+            Verdict(Status.UNKNOWN, f"{meta.title}: not judged ({reason})", (why, *evidence)),
             host=host,
             endpoint=endpoint,
             vantage=vantage,
@@ -603,7 +610,7 @@ def unknown_results(reason: str, *, host: str, endpoint: str, vantage: str) -> t
 
 
 def evaluate_chain(
-    chain: Sequence[bytes],
+    chain: Sequence[bytes | x509.Certificate | ReadCertificate],
     *,
     server_name: str,
     trust: TrustStore,
@@ -613,9 +620,29 @@ def evaluate_chain(
     vantage: str,
     expires_soon_days: int = DEFAULT_EXPIRES_SOON_DAYS,
 ) -> tuple[CheckResult, ...]:
-    """Analyse a chain as sent and judge it; an empty or unreadable chain gives unknown results."""
+    """Analyse a chain as sent and judge it; an empty or unreadable chain gives unknown results.
+
+    A chain holding a certificate that cannot be read in full (a duplicated extension, an invalid
+    version, a malformed name...) is judged ``unknown`` on every cert.* check, not ``fail``: the
+    reason names the certificate (position and thumbprint) and the defect. Not ``fail``, because
+    whether a client refuses such a certificate depends on its parser, not on the certificate
+    alone: an OpenSSL client that verifies the chain against its root and checks the host name
+    connects to a server whose leaf has version 5, a PrintableString holding '@' or a
+    subjectAltName entry cryptography cannot read (the lab serves them, the tests connect), while
+    OpenSSL refuses a CA with a duplicated extension and cryptography refuses all of them. A
+    verdict on expiry, names, trust or order would be a guess about fields that could not be read.
+    The defect itself is every result's "why unknown": reported, and never as a pass.
+    """
     try:
         analysis = analyse_chain(chain, server_name=server_name, trust=trust, now=now)
+    except UnreadableChainError as exc:
+        unreadable = exc.unreadable
+        found = (
+            (Evidence(f"certificate #{exc.position} thumbprint (SHA-1)", unreadable.thumbprint, vantage),)
+            if unreadable.thumbprint
+            else ()
+        )
+        return unknown_results(str(exc), host=host, endpoint=endpoint, vantage=vantage, evidence=found)
     except CertificateError as exc:
         return unknown_results(str(exc), host=host, endpoint=endpoint, vantage=vantage)
     return chain_results(analysis, host=host, endpoint=endpoint, vantage=vantage, expires_soon_days=expires_soon_days)

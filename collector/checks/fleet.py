@@ -11,9 +11,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cryptography import x509
-
-from collector.certs import thumbprint
+from collector.certs import describe_der, issuer_of_der, thumbprint
 from collector.checks import Verdict, _missing_reason
 from collector.checks.certs import CheckMeta
 from collector.checks.client import own_validation
@@ -41,10 +39,7 @@ def _thumbprint(der_b64: str) -> str:
 
 
 def _describe(der_b64: str) -> str:
-    cert = x509.load_der_x509_certificate(base64.b64decode(der_b64))
-    return (
-        f"{cert.subject.rfc4514_string()}, issued by {cert.issuer.rfc4514_string()}, thumbprint {_thumbprint(der_b64)}"
-    )
+    return describe_der(base64.b64decode(der_b64))
 
 
 def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
@@ -83,7 +78,7 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
         return Verdict(Status.UNKNOWN, SSL_INSPECTION.title, tuple(evidence))
     if _thumbprint(received) in expected:
         return Verdict(Status.PASS, "The client receives the gateway's own certificate", tuple(evidence))
-    issuer = x509.load_der_x509_certificate(base64.b64decode(received)).issuer.rfc4514_string()
+    issuer = issuer_of_der(base64.b64decode(received))
     return Verdict(
         Status.FAIL,
         f"The client receives a certificate re-signed by {issuer}: TLS inspection on the path",

@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from collector import contract, scripts
 from collector.contract import ServiceInfo
-from collector.lab import emulate
+from collector.lab import emulate, hostile
 from collector.lab.emulate import LabCertificate, LabView
 from collector.lab.endpoints import GatewayServer, RdpListenerServer
 from collector.lab.pki import VARIANTS, LabChain
 from collector.lab.pki import LabPKI as TwoTierPKI
-from collector.lab.wsman import FAULTS, Blackhole, Invocation, InvocationResult, WSManServer
+from collector.lab.wsman import FAULTS, OVERSIZE_BYTES, Blackhole, Invocation, InvocationResult, WSManServer
 
 LAB_USER = "LAB\\collector"
 PASSWORD_ENV = "COLLECT_LAB_PASSWORD"
@@ -36,6 +36,10 @@ PASSWORD_ENV = "COLLECT_LAB_PASSWORD"
 Fault = Literal[
     "down", "blackhole", "hang", "slow", "unauthorized", "http500", "malformed-xml", "broken-pool",
     "pipeline-error", "truncated", "oversize", "bad-json",
+]  # fmt: skip
+Hostile = Literal[
+    "dtd-bomb", "attribute-flood", "chunked-flood", "gzip-bomb", "redirect", "ntlm-only", "unsealed",
+    "control-chars", "lone-surrogate", "huge-integer", "deep-json",
 ]  # fmt: skip
 
 
@@ -80,6 +84,7 @@ class _ScenarioHost(_Model):
     notes: str = ""
     winrm: _WinRM = _WinRM()
     fault: Fault | None = None
+    hostile: Hostile | None = None  # a compromised host's answers (collector.lab.hostile)
     latency: float = Field(0.0, ge=0)  # seconds added to every WinRM answer
     probe_seconds: float = Field(0.0, ge=0)  # how long each probe takes on the host
     os: _OS | None = None
@@ -115,6 +120,7 @@ class ScenarioHost:
     transport: str = "http"
     auth: str = "negotiate"
     fault: str | None = None
+    hostile: str | None = None  # a compromised host's answers (collector.lab.hostile)
     latency: float = 0.0  # seconds added to every WinRM answer (benchmarks)
     probe_seconds: float = 0.0  # how long each probe takes on the host before its output is ready
     services: tuple[Mapping[str, Any], ...] = ()
@@ -167,6 +173,7 @@ def load_scenario(path: str | Path | None = None) -> list[ScenarioHost]:
             transport=h.winrm.transport,
             auth=h.winrm.auth,
             fault=h.fault,
+            hostile=h.hostile,
             latency=h.latency,
             probe_seconds=h.probe_seconds,
             services=tuple(s.model_dump() for s in h.services),
@@ -309,7 +316,11 @@ def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], Invoc
         if host.fault == "bad-json":  # as ConvertTo-Json -Depth 1 prints it: nested values become type names
             data = {k: _type_name(v) if isinstance(v, dict | list) else v for k, v in data.items()}
         envelope = {"probe": name, "version": version, "data": data, "errors": []}
-        return InvocationResult(output=[json.dumps(envelope, separators=(",", ":"))], delay=host.probe_seconds)
+        if host.hostile in hostile.DATA:
+            text = hostile.probe_output(host.hostile, name, envelope)
+        else:
+            text = json.dumps(envelope, separators=(",", ":"))
+        return InvocationResult(output=[text], delay=host.probe_seconds)
 
     return respond
 
@@ -403,6 +414,9 @@ class LabFleet:
     latency: float = 0.0  # fleet-wide, added to each host's own
     probe_seconds: float = 0.0  # fleet-wide, added to each host's own
     blackholes: dict[str, Blackhole] = field(default_factory=dict)
+    oversize_bytes: int = OVERSIZE_BYTES  # what fault "oversize" adds to every probe's output
+    # Where hostile "redirect" hosts send the collector: a server that counts what reaches it.
+    trap: WSManServer | None = None
 
     def start(self) -> LabFleet:
         """Make the PKI and start every host's servers; a second call does nothing."""
@@ -432,6 +446,9 @@ class LabFleet:
                     tls=tls,
                     fault=host.fault if host.fault in FAULTS else None,
                     latency=host.latency + self.latency,
+                    oversize_bytes=self.oversize_bytes,
+                    hostile=host.hostile if host.hostile in hostile.WIRE else None,
+                    redirect_to=self._trap_url() if host.hostile == "redirect" else "",
                 )
                 server.start()
                 self.servers[host.name] = server
@@ -444,7 +461,18 @@ class LabFleet:
             raise
         return self
 
+    def _trap_url(self) -> str:
+        """A rogue NTLM acceptor standing where redirects point (started once, on demand)."""
+        if self.trap is None:
+            self.trap = WSManServer(
+                lambda invocation: InvocationResult(), users={LAB_USER: self.password}, hostile="ntlm-only"
+            )
+            self.trap.start()
+        return f"{self.trap.url}/elsewhere"
+
     def stop(self) -> None:
+        if self.trap is not None:
+            self.trap.stop()
         for blackhole in self.blackholes.values():
             blackhole.stop()
         self.blackholes.clear()
@@ -485,6 +513,8 @@ class LabFleet:
             }
             if host.auth == "basic" and host.transport == "http":
                 entry["allow_unencrypted"] = True
+            if host.auth == "negotiate" and host.transport == "http":
+                entry["allow_ntlm"] = True  # lab hosts are in no domain: Negotiate means NTLM here
             if "gateway" in host.roles:
                 entry["gateway_port"] = self.endpoint_port(host.name, "gateway")
             if "session_host" in host.roles:

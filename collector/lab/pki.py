@@ -5,7 +5,9 @@ so tests exercise certificate validation and channel binding instead of switchin
 lab's gateway and session host endpoints serve *named variants* (``variant_chain``): the chains
 admins actually meet in the field (expired, wrong name, self-signed, SHA-1, RSA-1024, missing
 intermediate, wrong order, no serverAuth EKU, an SSL-inspection CA), one defect each, so every
-certificate check can be shown to catch its own case and only that.
+certificate check can be shown to catch its own case and only that. ``malformed_chain`` gives a
+good chain one certificate that breaks an X.509 rule yet is properly signed (``MALFORMED_VARIANTS``:
+a duplicated extension, version 5, a malformed name or subjectAltName).
 
 Keys are EC P-256 unless a variant needs RSA: generating them is fast enough to do per test run,
 and nothing is persisted.
@@ -13,6 +15,7 @@ and nothing is persisted.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 from collections.abc import Mapping, Sequence
@@ -418,3 +421,200 @@ def variant_chain(
 ) -> LabChain:
     """Build one named variant chain (a fresh PKI unless ``pki`` is given, so trust stays per test)."""
     return (pki or LabPKI.create(now=now)).chain(variant, server_name, now=now)
+
+
+# --- malformed certificates -----------------------------------------------------------------------
+#
+# Properly signed certificates that break an X.509 rule, for the lab and the tests: a certificate
+# built normally has its TBSCertificate edited in DER and is signed again with the issuer's key.
+# A TLV reader and writer are enough for these few edits (no ASN.1 library is installed).
+
+MALFORMED_VARIANTS: Mapping[str, str] = {
+    "duplicate-extension": "its subjectAltName extension twice (a CA without one: its first extension)",
+    "bad-version": "version field 5 (only 0, 1 and 2 exist: v1 to v3)",
+    "bad-subject": "subject O as a PrintableString holding '_' and '@', which PrintableString forbids",
+    "bad-subject-encoding": "subject O as a UTF8String whose bytes are not UTF-8",
+    "bad-san": "an iPAddress entry of 5 bytes in its subjectAltName (4 or 16 exist)",
+    "unsupported-san": "an x400Address entry in its subjectAltName (valid ASN.1 that cryptography does not read)",
+}
+"""The defects ``malformed_der`` gives a certificate, by name (the lab serves them by name)."""
+
+SERVABLE_AT: Mapping[str, tuple[int, ...]] = {
+    "duplicate-extension": (1,),
+    "bad-version": (0, 1),
+    "bad-subject": (0, 1),
+    "bad-subject-encoding": (),
+    "bad-san": (0,),
+    "unsupported-san": (0,),
+}
+"""Where in a served chain (0 = the leaf, 1 = the issuing CA) OpenSSL loads each variant with
+``SSLContext.load_cert_chain``, so a real TLS server can send it. OpenSSL refuses its own
+certificate with a duplicated extension (X509V3 "invalid certificate") but sends such a CA; it
+cannot decode a UTF8String that is not UTF-8 at all, so that variant is for probe data only. The
+subjectAltName variants need a certificate that has one: the leaf. A subject variant on the issuing
+CA loads, but the leaf's issuer field then names another CA, so the chain no longer links."""
+
+_SAN_OID = bytes.fromhex("0603551d11")  # OBJECT IDENTIFIER 2.5.29.17 (subjectAltName)
+_O_OID = bytes.fromhex("060355040a")  # OBJECT IDENTIFIER 2.5.4.10 (organizationName)
+_CN_OID = bytes.fromhex("0603550403")  # OBJECT IDENTIFIER 2.5.4.3 (commonName)
+_BAD_ORGANIZATION = {
+    "bad-subject": (0x13, b"rdp_collector lab @ corp"),  # PrintableString: '_' and '@' are not in its alphabet
+    "bad-subject-encoding": (0x0C, b"rdp-collector lab \xff\xfe"),  # UTF8String: 0xFF never occurs in UTF-8
+}
+_BAD_SAN_ENTRY = {
+    "bad-san": (0x87, bytes([192, 0, 2, 10, 1])),  # iPAddress [7]: 4 or 16 bytes, never 5
+    "unsupported-san": (0xA3, b""),  # x400Address [3]
+}
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER TLV (single-byte tag)."""
+    return bytes([tag]) + _der_len(len(content)) + content
+
+
+def _der_at(data: bytes, offset: int = 0) -> tuple[int, int, int]:
+    """(tag, where the content starts, where the TLV ends) of the DER TLV at ``offset``."""
+    tag, first = data[offset], data[offset + 1]
+    if first < 0x80:
+        return tag, offset + 2, offset + 2 + first
+    start = offset + 2 + (first & 0x7F)
+    return tag, start, start + int.from_bytes(data[offset + 2 : start], "big")
+
+
+def _der_content(tlv: bytes) -> bytes:
+    _, start, end = _der_at(tlv)
+    return tlv[start:end]
+
+
+def _der_children(tlv: bytes) -> list[bytes]:
+    """The TLVs inside a constructed TLV (a SEQUENCE, a SET, an explicit tag), each whole."""
+    _, position, end = _der_at(tlv)
+    children = []
+    while position < end:
+        _, _, child_end = _der_at(tlv, position)
+        children.append(tlv[position:child_end])
+        position = child_end
+    return children
+
+
+def _extension_list(tbs: list[bytes]) -> list[bytes]:
+    if tbs[-1][0] != 0xA3:
+        raise ValueError("the certificate has no extensions to edit")
+    return _der_children(_der_content(tbs[-1]))
+
+
+def _with_extensions(tbs: list[bytes], extensions: list[bytes]) -> list[bytes]:
+    return [*tbs[:-1], _der(0xA3, _der(0x30, b"".join(extensions)))]
+
+
+def _edit_tbs(tbs: list[bytes], variant: str) -> list[bytes]:
+    """The TBSCertificate's fields (version, serial, signature, issuer, validity, subject, key,
+    extensions) with the defect ``variant`` names."""
+    if variant not in MALFORMED_VARIANTS:
+        raise ValueError(f"unknown malformed variant {variant!r}; known: {', '.join(MALFORMED_VARIANTS)}")
+    if tbs[0][0] != 0xA0:
+        raise ValueError("expected an X.509 v3 certificate (an explicit version field)")
+    if variant == "bad-version":
+        return [_der(0xA0, _der(0x02, b"\x05")), *tbs[1:]]
+    if variant in _BAD_ORGANIZATION:
+        common_names = [
+            attribute
+            for rdn in _der_children(tbs[5])
+            for attribute in _der_children(rdn)
+            if _der_children(attribute)[0] == _CN_OID
+        ]
+        organization = _der(0x31, _der(0x30, _O_OID + _der(*_BAD_ORGANIZATION[variant])))
+        subject = organization + b"".join(_der(0x31, cn) for cn in common_names)
+        return [*tbs[:5], _der(0x30, subject), *tbs[6:]]
+    extensions = _extension_list(tbs)
+    sans = [e for e in extensions if _der_children(e)[0] == _SAN_OID]
+    if variant == "duplicate-extension":
+        twice = sans[0] if sans else extensions[0]
+        at = extensions.index(twice) + 1
+        return _with_extensions(tbs, [*extensions[:at], twice, *extensions[at:]])
+    if not sans:
+        raise ValueError(f"{variant} needs a certificate with a subjectAltName (a leaf)")
+    parts = _der_children(sans[0])
+    names = _der_content(_der_content(parts[-1])) + _der(*_BAD_SAN_ENTRY[variant])
+    san = _der(0x30, b"".join([*parts[:-1], _der(0x04, _der(0x30, names))]))
+    return _with_extensions(tbs, [san if e is sans[0] else e for e in extensions])
+
+
+def malformed_der(cert: x509.Certificate, issuer_key: PrivateKey, variant: str) -> bytes:
+    """``cert`` with the defect ``variant`` names (see ``MALFORMED_VARIANTS``), signed again by
+    ``issuer_key`` with the certificate's own signature algorithm, as DER.
+
+    DER rather than a parsed certificate: cryptography refuses some of these at load time (the
+    version, a PrintableString), the others when a field is first read. The signature is genuine,
+    so only the defect stands between the certificate and a validator.
+    """
+    tbs = _der(0x30, b"".join(_edit_tbs(_der_children(cert.tbs_certificate_bytes), variant)))
+    hash_algorithm = cert.signature_hash_algorithm
+    if hash_algorithm is None:
+        raise ValueError("re-signing needs a signature algorithm with a hash (RSA or ECDSA)")
+    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        signature = issuer_key.sign(tbs, ec.ECDSA(hash_algorithm))
+    else:
+        signature = issuer_key.sign(tbs, padding.PKCS1v15(), hash_algorithm)
+    algorithm = _der_children(cert.public_bytes(serialization.Encoding.DER))[1]  # signatureAlgorithm, as signed
+    return _der(0x30, tbs + algorithm + _der(0x03, b"\x00" + signature))
+
+
+def _der_pem(der: bytes) -> bytes:
+    body = base64.encodebytes(der).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+
+
+@dataclass(frozen=True)
+class MalformedChain:
+    """A ``good`` chain (leaf, issuing CA) with one certificate malformed: DER, since
+    cryptography cannot load all of them."""
+
+    variant: str
+    position: int
+    """Which certificate carries the defect: 0 the leaf, 1 the issuing CA."""
+    server_name: str
+    der: tuple[bytes, ...]
+    """As the server sends them, leaf first."""
+    key: PrivateKey
+    trust: tuple[x509.Certificate, ...]
+
+    @property
+    def servable(self) -> bool:
+        """Whether OpenSSL loads this chain into a server context (see ``SERVABLE_AT``)."""
+        return self.position in SERVABLE_AT[self.variant]
+
+    @property
+    def chain_pem(self) -> bytes:
+        return b"".join(_der_pem(d) for d in self.der)
+
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
+    @property
+    def tls(self) -> tuple[bytes, bytes]:
+        """(chain PEM, key PEM), the shape the lab servers take (when ``servable``)."""
+        return self.chain_pem, self.key_pem
+
+
+def malformed_chain(
+    variant: str,
+    server_name: str,
+    *,
+    position: int = 0,
+    pki: LabPKI | None = None,
+    now: datetime.datetime | None = None,
+) -> MalformedChain:
+    """The ``good`` chain for ``server_name`` with certificate ``position`` (0 the leaf, 1 the
+    issuing CA) given the defect ``variant`` and signed again by its issuer (the issuing CA, or
+    the root). A fresh PKI unless ``pki`` is given."""
+    if position not in (0, 1):
+        raise ValueError("position must be 0 (the leaf) or 1 (the issuing CA)")
+    pki = pki or LabPKI.create(now=now)
+    good = pki.chain("good", server_name, now=now)
+    der = [c.public_bytes(serialization.Encoding.DER) for c in good.certificates]
+    signer = pki.issuing.key if position == 0 else pki.root.key
+    der[position] = malformed_der(good.certificates[position], signer, variant)
+    return MalformedChain(variant, position, server_name, tuple(der), good.key, good.trust)

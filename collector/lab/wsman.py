@@ -87,6 +87,8 @@ from psrpcore.types import (
     serialize_clixml,
 )
 
+from collector.lab import hostile as hostile_modes
+
 log = logging.getLogger(__name__)
 
 
@@ -216,6 +218,8 @@ _E_PROVIDER_FAILURE = 2150858755
 
 _SERVER_MAX_ENVELOPE = 512_000  # MaxEnvelopeSizekb=500, the default since Server 2012
 # What fault "malformed-xml" answers with: a middlebox's HTML page, which no XML parser accepts.
+# The wire modes that spoil one reply (the pool's first answer); "unsealed" spoils every reply.
+_SPOILED_REPLIES = frozenset({"dtd-bomb", "attribute-flood", "gzip-bomb", "chunked-flood"})
 _NOT_XML = b"<html><body><h1>Request blocked</h1>Policy&nbsp;violation<br></body></html>"
 # Windows' words when the host process of a session (wsmprovhost.exe) dies or exceeds its quota.
 _BROKEN_POOL_MESSAGE = (
@@ -988,6 +992,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
+        self.lab._seen_request(self.headers.get("Authorization", ""))
+        if self.lab._hostile == "redirect":  # elsewhere, where NTLM would be completed for the taker
+            self._reply(307, b"", [("Location", self.lab._redirect_to)])
+            return
         if self.lab._fault == "hang":  # request stage: read it, never answer (until stop())
             self.lab._stopping.wait()
             self.close_connection = True
@@ -1013,7 +1021,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except _Abort:
             self.close_connection = True
             return
-        self._reply(answer.status, answer.body, cut=answer.cut)
+        if self.lab._hostile in _SPOILED_REPLIES and self.lab._play_hostile_once():
+            self._hostile_reply()
+            return
+        self._reply(answer.status, answer.body, cut=answer.cut, sealed=self.lab._hostile != "unsealed")
+
+    def _hostile_reply(self) -> None:
+        """One reply as a compromised host would write it (see collector.lab.hostile)."""
+        mode = self.lab._hostile
+        if mode == "dtd-bomb":
+            self._reply(200, hostile_modes.dtd_bomb())
+        elif mode == "attribute-flood":
+            self._reply(200, hostile_modes.attribute_flood())
+        elif mode == "gzip-bomb":
+            self._reply(200, hostile_modes.gzip_bomb(), [("Content-Encoding", "gzip")], sealed=False)
+        elif mode == "chunked-flood":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # the collector hangs up once it has read enough
+                for chunk in hostile_modes.flood_chunks():
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.write(b"0\r\n\r\n")
 
     # -- HTTP plumbing
 
@@ -1044,14 +1075,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         return None
 
-    def _reply(self, status: int, body: bytes, headers: Sequence[tuple[str, str]] = (), cut: bool = False) -> None:
+    def _reply(
+        self,
+        status: int,
+        body: bytes,
+        headers: Sequence[tuple[str, str]] = (),
+        cut: bool = False,
+        sealed: bool = True,
+    ) -> None:
         delay = self.lab._latency + (self.lab._slow_seconds if self.lab._fault == "slow" else 0.0)
         if delay > 0:  # simulated network/host latency (and fault "slow"), cut short by stop()
             self.lab._stopping.wait(delay)
         all_headers = [*headers, *self._auth_headers]
         self._auth_headers = []
         content_type = "application/soap+xml;charset=UTF-8"
-        if body and self._encrypted and status != 401:
+        if body and self._encrypted and status != 401 and sealed:
             body = _wrap_body(self._context, body, self._protocol)
             content_type = f'multipart/encrypted;protocol="{self._protocol}";boundary="Encrypted Boundary"'
         self.send_response(status)
@@ -1166,6 +1204,8 @@ class WSManServer:
         kerberos: KerberosService | None = None,
         slow_seconds: float = SLOW_SECONDS,
         oversize_bytes: int = OVERSIZE_BYTES,
+        hostile: str | None = None,
+        redirect_to: str = "",
     ) -> None:
         if auth not in ("basic", "negotiate", "kerberos"):
             raise ValueError(f"auth must be 'basic', 'negotiate' or 'kerberos', not {auth!r}")
@@ -1177,6 +1217,10 @@ class WSManServer:
             raise RuntimeError("accepting Kerberos needs the gssapi bindings: pip install 'rdp-collector[kerberos]'")
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(sorted(FAULTS))}")
+        if hostile is not None and hostile not in hostile_modes.WIRE:
+            raise ValueError(f"unknown hostile mode {hostile!r}; known: {', '.join(sorted(hostile_modes.WIRE))}")
+        if hostile == "redirect" and not redirect_to:
+            raise ValueError("hostile mode 'redirect' needs redirect_to, the URL it sends clients to")
         if not users:
             raise ValueError("the lab server needs at least one user")
         if latency < 0 or slow_seconds < 0 or oversize_bytes < 0:
@@ -1195,6 +1239,13 @@ class WSManServer:
         self._oversize_bytes = int(oversize_bytes)
         self._kerberos = kerberos
         self._challenge = "Kerberos" if auth == "kerberos" else "Negotiate"  # the WWW-Authenticate offer
+        self._hostile = hostile
+        self._redirect_to = redirect_to
+        if hostile == "ntlm-only":  # a rogue acceptor: NTLM or nothing
+            self._challenge = "NTLM"
+        self._hostile_played = False  # the wire modes that spoil one reply do it once per server
+        self._requests = 0
+        self._ntlm_messages: list[int] = []
 
         self._lock = threading.Lock()
         self._shells: dict[str, _Shell] = {}
@@ -1232,6 +1283,19 @@ class WSManServer:
         """A copy of every invocation so far, in arrival order."""
         with self._lock:
             return list(self._invocations)
+
+    @property
+    def requests(self) -> int:
+        """How many HTTP requests reached this server (a credential trap expects none)."""
+        with self._lock:
+            return self._requests
+
+    @property
+    def ntlm_messages(self) -> list[int]:
+        """The type of each NTLM message clients sent (1 NEGOTIATE, 3 AUTHENTICATE: the response
+        an attacker would crack or relay), in order."""
+        with self._lock:
+            return list(self._ntlm_messages)
 
     @property
     def logons(self) -> list[Logon]:
@@ -1320,6 +1384,23 @@ class WSManServer:
         with self._lock:
             self._threads.add(thread)
         thread.start()
+
+    def _seen_request(self, authorization: str) -> None:
+        """Count the request and, for the rogue acceptor and the trap, note any NTLM message in it."""
+        _, _, token = authorization.strip().partition(" ")
+        kind = None
+        if token.strip():
+            with contextlib.suppress(binascii.Error, ValueError):
+                kind = hostile_modes.ntlm_message_type(base64.b64decode(token.strip(), validate=True))
+        with self._lock:
+            self._requests += 1
+            if kind is not None:
+                self._ntlm_messages.append(kind)
+
+    def _play_hostile_once(self) -> bool:
+        with self._lock:
+            played, self._hostile_played = self._hostile_played, True
+        return not played
 
     def _track_connection(self, sock: socket.socket, add: bool) -> None:
         with self._lock:

@@ -396,7 +396,7 @@ def test_one_connection_from_the_command_line_is_collected_and_joined(
     client = targets_by_name(lab_inventory)["client02.lab.test"]
     result = run_collect(
         *("--host", client.name, "--role", "client", "--address", "127.0.0.1", "--port", str(client.port)),
-        *("--transport", client.transport, "--auth", client.auth),
+        *("--transport", client.transport, "--auth", client.auth, "--allow-ntlm"),
         *("--username", LAB_USER, "--password-env", "LABPW"),
         *("--gateway", "rdgw.invalid", "--session-host", "rdsh.invalid"),
         *("--output", str(tmp_path / "out"), "-q"),

@@ -23,13 +23,13 @@ import yaml
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from collector import inventory, runner, scripts
+from collector import inventory, runner, scripts, winrm
 from collector.cli import exit_code
 from collector.credentials import Secret
 from collector.lab.fleet import LAB_USER, PASSWORD_ENV, Fault, LabFleet, ScenarioError, ScenarioHost, load_scenario
 from collector.lab.wsman import FAULTS
 from collector.model import CollectionFailure, HostReport, HostTarget, Severity
-from collector.winrm import MAX_PROBE_OUTPUT, HostSession
+from collector.winrm import HostSession
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 
@@ -39,6 +39,11 @@ PROBE_TIME = 1.0  # per probe in the side-by-side test (host and fleet-wide halv
 CONNECT_TIMEOUT = 1.5  # below the deadline, so a blackholed port is "unreachable", not "timeout"
 HEALTHY = ("rdsh01.lab.test", "gw01.lab.test", "client01.lab.test")
 PROBES = 5  # a session host's plan: host, services, listeners, rdp_config, events
+# The per-probe output limit is 16 MiB; here it is 1 MiB and "oversize" sends 2 MiB more than a
+# probe prints, so the flood is the same shape (the limit crossed, the readers stopped) at a
+# size that takes no machine long to produce, seal and read (the real limit is a unit test's).
+PROBE_OUTPUT_LIMIT = 1024 * 1024
+OVERSIZE_BYTES = 2 * PROBE_OUTPUT_LIMIT
 
 # fault -> (the collect.* result, what its reason must say, whether one problem per probe)
 EXPECTED: dict[str, tuple[CollectionFailure, str, bool]] = {
@@ -89,7 +94,7 @@ EXPECTED: dict[str, tuple[CollectionFailure, str, bool]] = {
     ),
     "oversize": (
         CollectionFailure.BAD_OUTPUT,
-        r"^probe \w+ (sent more than the 16 MiB of output the collector accepts from one probe \((\d+\.\d) MiB "
+        r"^probe \w+ (sent more than the 1 MiB of output the collector accepts from one probe \((\d+\.\d) MiB "
         r"had arrived when it stopped reading\)|was not read: probe \w+ exceeded the output limit first)",
         True,
     ),
@@ -120,9 +125,20 @@ def short_deadlines(document: dict) -> dict:
     return document
 
 
+@pytest.fixture(scope="module", autouse=True)
+def small_output_limit() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winrm, "MAX_PROBE_OUTPUT", PROBE_OUTPUT_LIMIT)
+        yield
+
+
+def lab_fleet(hosts: Sequence[ScenarioHost], workdir: Path) -> LabFleet:
+    return LabFleet(hosts, PASSWORD, workdir, oversize_bytes=OVERSIZE_BYTES)
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
-    with LabFleet(lab_hosts(), PASSWORD, tmp_path_factory.mktemp("faults")) as lab:
+    with lab_fleet(lab_hosts(), tmp_path_factory.mktemp("faults")) as lab:
         yield lab
 
 
@@ -194,8 +210,8 @@ def test_each_fault_is_the_right_collection_result(fleet: LabFleet, targets: dic
     if fault == "oversize":
         flood = next(p.reason for p in report.facts.problems if "sent more than" in p.reason)
         arrived = float(re.search(EXPECTED[fault][1], flood).group(2))
-        limit = MAX_PROBE_OUTPUT / 2**20
-        assert limit <= arrived < limit + 1  # stopped one envelope past the limit, not at the 20 MiB sent
+        limit = PROBE_OUTPUT_LIMIT / 2**20
+        assert limit <= arrived < limit + 1  # stopped one envelope past the limit, not at the 2 MiB sent
     if fault == "slow":
         assert invoked  # unlike "hang", the host was answering, only too slowly
 
@@ -219,11 +235,16 @@ def test_mixed_fleet_keeps_its_deadline_and_reports_every_host(fleet: LabFleet, 
 
 
 def test_mixed_fleet_through_the_command_line(tmp_path: Path) -> None:
-    with LabFleet(lab_hosts(), PASSWORD, tmp_path / "lab") as lab:
+    with lab_fleet(lab_hosts(), tmp_path / "lab") as lab:
         path = tmp_path / "inventory.yaml"
         path.write_text(yaml.safe_dump(short_deadlines(lab.inventory_document()), sort_keys=False))
+        collect_with_small_limit = (
+            f"import sys; from collector import cli, winrm; winrm.MAX_PROBE_OUTPUT = {PROBE_OUTPUT_LIMIT}; "
+            "sys.exit(cli.main(sys.argv[1:]))"
+        )
+        args = ["--inventory", str(path), "--output", str(tmp_path / "out"), "-q"]
         result = subprocess.run(
-            [sys.executable, "-m", "collector.cli", "--inventory", str(path), "--output", str(tmp_path / "out"), "-q"],
+            [sys.executable, "-c", collect_with_small_limit, *args],
             capture_output=True,
             text=True,
             timeout=60,

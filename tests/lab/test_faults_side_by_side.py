@@ -13,12 +13,13 @@ from collector import inventory
 from collector.lab.fleet import LabFleet
 from collector.model import HostTarget
 from tests.lab.test_faults import (
-    PASSWORD,
     PROBES,
     assert_faulty,
     collect,
     faulty_host,
+    lab_fleet,
     short_deadlines,
+    small_output_limit,  # noqa: F401 - an autouse fixture: this module's probes get the same small limit
     wait_for_closed_shells,
 )
 
@@ -40,7 +41,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFleet]:
         for fault in IN_SESSION
         for auth in AUTHS
     ]
-    with LabFleet(hosts, PASSWORD, tmp_path_factory.mktemp("side-by-side")) as lab:
+    with lab_fleet(hosts, tmp_path_factory.mktemp("side-by-side")) as lab:
         yield lab
 
 
