@@ -25,7 +25,7 @@ from collector.contract import ServiceInfo
 from collector.lab import emulate, hostile
 from collector.lab.emulate import LabCertificate, LabView
 from collector.lab.endpoints import GatewayServer, RdpListenerServer
-from collector.lab.pki import VARIANTS, LabChain
+from collector.lab.pki import VARIANTS, LabChain, MalformedChain, malformed_chain
 from collector.lab.pki import LabPKI as TwoTierPKI
 from collector.lab.wsman import FAULTS, OVERSIZE_BYTES, Blackhole, Invocation, InvocationResult, WSManServer
 
@@ -39,7 +39,7 @@ Fault = Literal[
 ]  # fmt: skip
 Hostile = Literal[
     "dtd-bomb", "attribute-flood", "chunked-flood", "gzip-bomb", "redirect", "ntlm-only", "unsealed",
-    "control-chars", "lone-surrogate", "huge-integer", "deep-json",
+    "control-chars", "lone-surrogate", "huge-integer", "deep-json", "bad-certificate",
 ]  # fmt: skip
 
 
@@ -201,6 +201,7 @@ class FleetCertificates:
     pki: TwoTierPKI
     chains: Mapping[str, Mapping[str, LabChain]]  # host -> kind (server, other, listener, winrm) -> chain
     inspected: Mapping[str, LabChain]  # gateway -> the chain a TLS-inspecting middlebox presents
+    malformed: dict[str, MalformedChain] = field(default_factory=dict)  # hostile "bad-certificate" hosts
 
     @classmethod
     def create(cls, hosts: Sequence[ScenarioHost]) -> FleetCertificates:
@@ -302,8 +303,11 @@ def check_answers(host: ScenarioHost, view: LabView) -> None:
             raise ScenarioError(f"host {host.name}: {exc}") from None
 
 
-def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], InvocationResult]:
-    """Answer each probe as the script would on this host; anything else as PowerShell would."""
+def responder(
+    host: ScenarioHost, view: LabView, bad_certificate: bytes = b""
+) -> Callable[[Invocation], InvocationResult]:
+    """Answer each probe as the script would on this host; anything else as PowerShell would
+    (``bad_certificate``: the listener certificate a hostile "bad-certificate" host reports)."""
 
     def respond(invocation: Invocation) -> InvocationResult:
         identity = scripts.identify(invocation.script)
@@ -317,7 +321,7 @@ def responder(host: ScenarioHost, view: LabView) -> Callable[[Invocation], Invoc
             data = {k: _type_name(v) if isinstance(v, dict | list) else v for k, v in data.items()}
         envelope = {"probe": name, "version": version, "data": data, "errors": []}
         if host.hostile in hostile.DATA:
-            text = hostile.probe_output(host.hostile, name, envelope)
+            text = hostile.probe_output(host.hostile, name, envelope, bad_certificate)
         else:
             text = json.dumps(envelope, separators=(",", ":"))
         return InvocationResult(output=[text], delay=host.probe_seconds)
@@ -365,6 +369,15 @@ def _firewall_admits_rdp(rdp: dict[str, Any]) -> bool:
     )
 
 
+def _bad_listener_chain(host: ScenarioHost, certs: FleetCertificates) -> MalformedChain:
+    """The chain a hostile "bad-certificate" host serves and reports: the lab's good chain with
+    a malformed leaf, signed by the lab's issuing CA (made once per host and fleet)."""
+    cached = certs.malformed.get(host.name)
+    if cached is None:
+        cached = certs.malformed[host.name] = malformed_chain(hostile.BAD_CERTIFICATE, host.name, pki=certs.pki)
+    return cached
+
+
 def _endpoint_servers(host: ScenarioHost, view: LabView, certs: FleetCertificates) -> dict[str, Any]:
     """The gateway's HTTPS and the session host's RDP listener, as the scenario makes them behave:
     nothing listens where the service is stopped, RDP is turned off or the firewall closes the port."""
@@ -392,7 +405,9 @@ def _endpoint_servers(host: ScenarioHost, view: LabView, certs: FleetCertificate
         if not denied and _firewall_admits_rdp(rdp):
             general = rdp["general_setting"] or {}
             servers["rdp"] = RdpListenerServer(
-                certs.chains[host.name]["listener"].tls,
+                _bad_listener_chain(host, certs).tls
+                if host.hostile == "bad-certificate"
+                else certs.chains[host.name]["listener"].tls,
                 security_layer=SECURITY_LAYER_NAMES.get(general.get("security_layer", 2), "tls"),
                 user_authentication=bool(general.get("user_authentication_required", 1)),
             )
@@ -439,8 +454,9 @@ class LabFleet:
                 view = lab_view(host, self.hosts, self.certs)
                 check_answers(host, view)
                 timed = replace(host, probe_seconds=host.probe_seconds + self.probe_seconds)
+                bad = _bad_listener_chain(host, self.certs).der[0] if host.hostile == "bad-certificate" else b""
                 server = WSManServer(
-                    responder(timed, view),
+                    responder(timed, view, bad),
                     users={LAB_USER: self.password},
                     auth="basic" if host.auth == "basic" else "negotiate",
                     tls=tls,

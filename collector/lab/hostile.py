@@ -18,16 +18,20 @@ Data modes (``DATA``), played by the host's probe answers (valid WinRM, hostile 
   "lone-surrogate"   a string holding an unpaired UTF-16 surrogate
   "huge-integer"     a 5,000-digit number in the host probe's JSON
   "deep-json"        the services probe's data nested 100,000 lists deep
+  "bad-certificate"  an RDP listener certificate that claims X.509 version 5, served on the
+                     session host's RDP port and reported in its rdp_config probe
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 from typing import Any
 
 WIRE = frozenset({"dtd-bomb", "attribute-flood", "chunked-flood", "gzip-bomb", "redirect", "ntlm-only", "unsealed"})
-DATA = frozenset({"control-chars", "lone-surrogate", "huge-integer", "deep-json"})
+DATA = frozenset({"control-chars", "lone-surrogate", "huge-integer", "deep-json", "bad-certificate"})
+BAD_CERTIFICATE = "bad-version"  # a collector.lab.pki malformed variant a TLS server can send as its leaf
 HOSTILE = WIRE | DATA
 
 # What "control-chars" writes into probe strings: clear screen, a window title (OSC), cursor up
@@ -65,9 +69,9 @@ def flood_chunks(total: int = CHUNKED_FLOOD_BYTES, size: int = 64 * 1024) -> lis
     return [_ENVELOPE_OPEN] + [filler] * (total // size)
 
 
-def probe_output(mode: str, probe: str, envelope: dict[str, Any]) -> str:
+def probe_output(mode: str, probe: str, envelope: dict[str, Any], bad_certificate: bytes = b"") -> str:
     """The JSON text a hostile host prints for ``probe`` (the honest ``envelope`` when the mode
-    does not touch this probe)."""
+    does not touch this probe); ``bad_certificate`` is the DER that "bad-certificate" reports."""
     data = envelope["data"]
     if mode == "control-chars" and probe == "host":
         data["os_caption"] = f"Windows Server{HTML_ATTACK}{TERMINAL_ATTACK}"
@@ -75,6 +79,8 @@ def probe_output(mode: str, probe: str, envelope: dict[str, Any]) -> str:
     elif mode == "control-chars" and probe == "services":
         for service in data["services"]:
             service["display_name"] = f"{service.get('display_name') or ''}{TERMINAL_ATTACK}"
+    elif mode == "bad-certificate" and probe == "rdp_config" and data.get("listener_certificate"):
+        data["listener_certificate"]["chain_der"][0] = base64.b64encode(bad_certificate).decode()
     elif mode == "lone-surrogate" and probe == "host":
         data["os_caption"] = f"Windows {LONE_SURROGATE} Server"
     elif mode == "deep-json" and probe == "services":

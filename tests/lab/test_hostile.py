@@ -11,6 +11,7 @@ server that should not have any.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -57,6 +58,7 @@ EXPECTED: dict[str, Expected] = {
     "huge-integer": Expected("bad-output", "host", r"^probe host: output is not a probe's JSON \(Exceeds the limit"),
     "deep-json": Expected("bad-output", "services", r"^probe services: output nests too deeply"),
     "control-chars": Expected("", "", ""),
+    "bad-certificate": Expected("", "", ""),
     "lone-surrogate": Expected("", "", ""),
 }
 
@@ -93,7 +95,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     healthy = [h for h in load_scenario() if h.name in HEALTHY]
     # The rogue acceptor's positive control: told NTLM is allowed, the collector does answer it.
     control = ScenarioHost(name="ntlmallowed.lab.test", roles=("session_host",), hostile="ntlm-only")
-    hosts = [*healthy, *(hostile_host(mode) for mode in EXPECTED), control]
+    # The malformed listener certificate needs a listener: a session host whose TermService runs.
+    [rdsh01] = [h for h in healthy if h.name == "rdsh01.lab.test"]
+    listener = dataclasses.replace(rdsh01, name=hostile_name("bad-certificate"), hostile="bad-certificate")
+    hosts = [*healthy, *(hostile_host(m) for m in EXPECTED if m != "bad-certificate"), listener, control]
     with LabFleet(hosts, PASSWORD, tmp / "lab") as fleet:
         document = fleet.inventory_document()
         for entry in document["hosts"]:
@@ -140,12 +145,12 @@ def test_the_run_is_written_whole_and_keeps_its_contract(run: Run) -> None:
     assert run.code == 1, run.stderr  # collection failures are critical problems
     lines = run.stderr.splitlines()
     summary = lines[-1]
-    assert summary.startswith("collect: summary hosts=15 ") and " exit=1 run=" in summary, summary
+    assert summary.startswith("collect: summary hosts=16 ") and " exit=1 run=" in summary, summary
     assert [line for line in lines if line.startswith("collect: summary")] == [summary]
     folder = (run.output / "latest").resolve()
     assert summary.endswith(f"run={folder}")
     assert (folder / "index.html").is_file() and (folder / "results.json").is_file()
-    assert len(list((folder / "hosts").glob("*.html"))) == 15
+    assert len(list((folder / "hosts").glob("*.html"))) == 16
     assert not list(run.output.glob(".*.partial"))
     metrics = (run.output.parent / "run.prom").read_text(encoding="utf-8")
     assert 'rdp_collector_host_collected{host="rdsh01.lab.test"} 1\n' in metrics
@@ -202,3 +207,14 @@ def test_no_credential_reached_a_server_that_should_have_none(run: Run) -> None:
     for path in run.output.rglob("*"):
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_a_certificate_nobody_can_parse_is_a_judgement_not_a_crash(run: Run) -> None:
+    record = host_record(run, hostile_name("bad-certificate"))
+    unknown = [c for c in record["checks"] if c["id"].startswith("cert.") and c["status"] == "unknown"]
+    assert unknown, [c["id"] for c in record["checks"]]
+    said = " ".join(e["value"] for c in unknown for e in c["evidence"])
+    assert "invalid X.509 version 5" in said
+    # Both vantage points met it: the host's own report and the workstation's TLS probe of its RDP port.
+    assert {e["vantage"].split()[0] for c in unknown for e in c["evidence"]} >= {"workstation"}
+    assert record["facts"]["endpoints"], "the workstation's endpoint results were kept"
