@@ -230,10 +230,8 @@ def expat_problem(version: str = expat.EXPAT_VERSION) -> str | None:
     if len(numbers) != 3 or numbers >= EXPAT_FIXED:
         return None
     return (
-        f"this Python uses libexpat {'.'.join(map(str, numbers))}, older than 2.7.0, which fixed CVE-2024-8176 "
-        "(a crash on deeply nested XML entities); the collector refuses every DTD a host sends before it is "
-        "parsed, so no reply can reach that flaw, but a Python built with a current libexpat is safer "
-        "(distributions may have patched an older version: check their advisory)"
+        f"this Python's libexpat {'.'.join(map(str, numbers))} predates 2.7.0 (CVE-2024-8176); no host reply "
+        "reaches it (every DTD is refused unparsed), but update Python's libexpat where you can"
     )
 
 

@@ -264,5 +264,5 @@ def test_lone_surrogates_become_replacement_characters_and_pairs_stay() -> None:
 def test_an_old_libexpat_is_named_and_a_current_one_is_not() -> None:
     assert wire.expat_problem("expat_2.7.0") is None and wire.expat_problem("expat_2.10.1") is None
     warning = wire.expat_problem("expat_2.5.0")
-    assert warning is not None and warning.startswith("this Python uses libexpat 2.5.0, older than 2.7.0")
+    assert warning is not None and warning.startswith("this Python's libexpat 2.5.0 predates 2.7.0 (CVE-2024-8176)")
     assert wire.expat_problem("something else") is None  # a version it cannot read: no false alarm
