@@ -1,4 +1,4 @@
-"""Command line: argument parsing, the run's outer loop, and exit codes. Nothing else.
+"""Command line: argument parsing, what a run prints, and exit codes; the run itself is collector.pipeline.
 
 Exit codes: 0 collection complete and nothing at or above --fail-on; 1 something at or above
 --fail-on was found (collection failures included); 2 usage or configuration error.
@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import math
 import os
 import re
 import secrets
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -27,13 +25,12 @@ from typing import Any, TextIO
 
 from cryptography.utils import CryptographyDeprecationWarning
 
-from collector import credentials, history, incident, inventory, metrics, path, report, runs, wire
-from collector.checks import fleet as fleet_checks
+from collector import credentials, inventory, pipeline, report, wire
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
-from collector.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE, UsageError
-from collector.model import CheckResult, HostReport, RunChanges, RunReport, Severity, Status
+from collector.exits import EXIT_OK, EXIT_USAGE, UsageError, exit_code
+from collector.model import HostReport, RunReport, Severity, Status
 from collector.reference_cli import cmd_explain, cmd_rules
-from collector.runner import DEFAULT_CONCURRENCY, RunOptions, run_hosts, utc_now
+from collector.runner import DEFAULT_CONCURRENCY, RunOptions
 from collector.terminal import printable
 
 
@@ -82,27 +79,6 @@ class _OneLineHandler(logging.Handler):
             self.handleError(record)
 
 
-# --- judging a run -------------------------------------------------------------------------------
-
-
-def counted_severity(result: CheckResult) -> Severity | None:
-    """The level at which a result counts for --fail-on: a warn is never above 'warning'."""
-    if result.status is Status.FAIL:
-        return result.severity
-    if result.status is Status.WARN:
-        return min(result.severity, Severity.WARNING, key=lambda s: s.rank)
-    return None
-
-
-def exit_code(hosts: Sequence[HostReport], fail_on: Severity) -> int:
-    for host in hosts:
-        for result in host.checks:
-            level = counted_severity(result)
-            if level is not None and level.rank >= fail_on.rank:
-                return EXIT_FOUND
-    return EXIT_OK
-
-
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -137,7 +113,7 @@ class _Display:
         if revised:
             line += " [after cross-host checks]"
         line = printable(line)  # the name is a host's, or an inventory's: one inert line
-        if self.live is not None:
+        if self.live is not None and self.task is not None:
             self.live.update(self.task, advance=0 if revised else 1, description=printable(host.name))
             self.live.console.print(line, highlight=False, markup=False, emoji=False)
         elif not self.quiet:
@@ -147,6 +123,37 @@ class _Display:
         live, self.live = self.live, None
         if live is not None:
             live.stop()
+
+
+class _CliObserver:
+    """What a run tells the administrator: the display for hosts, one line per warning or note."""
+
+    def __init__(self, display: _Display, quiet: bool) -> None:
+        self.display = display
+        self.quiet = quiet
+
+    def host_done(self, host: HostReport, *, revised: bool = False) -> None:
+        self.display.host_done(host, revised=revised)
+
+    def warn(self, message: str) -> None:
+        _err(f"warning: {message}")
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            _err(message)
+
+
+def summary_line(run: RunReport, code: int, folder: Path) -> str:
+    """The machine-readable last line of every run (pure)."""
+    failing = sum(1 for h in run.hosts if h.worst is Status.FAIL)
+    not_collected = sum(1 for h in run.hosts if not h.collected)
+    totals = run.changes.totals() if run.changes else {}
+    return (
+        f"summary hosts={len(run.hosts)} failing_hosts={failing} not_collected={not_collected} "
+        + " ".join(f"{k}={v}" for k, v in run.counts().items())
+        + "".join(f" {k}={v}" for k, v in totals.items())
+        + f" exit={code} run={folder}"
+    )
 
 
 def run_collection(
@@ -162,7 +169,8 @@ def run_collection(
     keep: int | None = None,
     metrics_file: Path | None = None,
 ) -> int:
-    """Collect, judge and report every host of ``inv``; returns the exit code."""
+    """The run command's body: passwords, the run (``collector.pipeline``), what it printed and
+    the exit code."""
     if keep is not None and keep < 1:
         raise UsageError("--keep must be at least 1")
     if concurrency < 1:
@@ -174,112 +182,33 @@ def run_collection(
     passwords = {name: secrets_by_ref[ref] for name, ref in inv.credentials.items()}
     if not quiet and (old_expat := wire.expat_problem()):
         _err(f"warning: {old_expat}")
-    for target in inv.targets:
-        if not target.cert_validation:
-            _err(f"warning: certificate validation is off for {target.name} (cert_validation: false)")
-    if metrics_file is not None and (problem := metrics.name_problem(metrics_file)):
-        _err(f"warning: --metrics {metrics_file}: {problem}")
-
-    started = utc_now()
-    baseline, why_not = runs.previous_baseline(output) if output.is_dir() else (None, "no previous run")
-    if baseline is None and why_not != "no previous run":
-        _err(f"warning: {why_not}; changes since the previous run are not shown")
-    # Partial folders of runs that were killed or crashed: their owner process is gone.
-    abandoned = runs.remove_stale_partials(output)
-    if abandoned and not quiet:
-        _err(f"removed {len(abandoned)} partial folder(s) of runs that did not finish: {', '.join(abandoned)}")
-    try:
-        # Hosts that cross-host checks and connection paths read stay whole in memory; the run
-        # keeps a summary of every other host once its page and record are written.
-        writer = report.RunWriter(
-            output, report.new_run_id(), whole=path.joined_names(inv.targets), backlog=concurrency
-        )
-    except OSError as exc:
-        raise UsageError(f"cannot write to {output}: {exc.strerror or exc}") from None
-    so_far = RunReport(
-        run_id=writer.run_id,
-        started=started,
-        finished="",
+    settings = pipeline.RunSettings(
+        output=output,
+        concurrency=concurrency,
+        options=options,
+        inventory_label=inventory_label or "",
+        keep=keep,
+        metrics_file=metrics_file,
         tool_version=tool_version(),
-        workstation=socket.gethostname(),
-        inventory=inventory_label or inv.path,
-        hosts=(),
     )
     display = _Display(len(inv.targets), quiet)
-
-    def host_done(host: HostReport) -> HostReport:
-        changes = None
-        if baseline is not None:
-            changes = RunChanges(baseline.run_id, (history.host_changes(baseline, host),))
-        kept = writer.write_host_soon(host, dataclasses.replace(so_far, changes=changes))
-        display.host_done(host)
-        return kept
-
     try:
-        hosts = run_hosts(inv.targets, passwords, concurrency=concurrency, on_host_done=host_done, options=options)
-        # Cross-host checks need every host; the pages they change are written again at the end.
-        try:
-            judged = fleet_checks.evaluate_fleet(hosts)
-        except Exception as exc:  # a bulkhead: every host's own results are published regardless
-            _err(f"warning: the cross-host checks failed ({type(exc).__name__}: {exc}); this run has none")
-            judged = hosts
-        for before, after in zip(hosts, judged, strict=True):
-            if after is not before and history.problems(after) != history.problems(before):
-                display.host_done(after, revised=True)
-        hosts = judged
-    except KeyboardInterrupt:
+        outcome = pipeline.run(inv, passwords, settings, _CliObserver(display, quiet))
+    except pipeline.RunInterrupted as stop:
         display.close()
-        with contextlib.suppress(Exception, KeyboardInterrupt):
-            writer.wait()  # the pages of hosts that finished are kept
         _err(
             f"interrupted: 'latest' still points at the previous complete run; "
-            f"host pages finished so far are in {writer.partial}"
+            f"host pages finished so far are in {stop.partial}"
         )
         return 130
+    except pipeline.OutputError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         display.close()
-    finished = utc_now()
-    try:
-        # Each client's way to its session hosts, joined across the three hosts' facts and events.
-        paths = incident.incident_paths(hosts, since_hours=options.since_hours, now=finished)
-    except Exception as exc:  # a bulkhead, as above
-        _err(f"warning: the connection paths could not be joined ({type(exc).__name__}: {exc}); this run has none")
-        paths = ()
-    run = dataclasses.replace(so_far, finished=finished, hosts=tuple(hosts), paths=paths)
-    if baseline is not None:
-        run = dataclasses.replace(run, changes=history.compare(baseline, run))
-    try:
-        folder = writer.finish(run)
-    except OSError as exc:
-        # A full or vanished disk: what was written stays in the partial folder, 'latest' is kept.
-        raise UsageError(
-            f"cannot write the run folder {writer.partial}: {exc.strerror or exc}; 'latest' still points "
-            "at the previous complete run"
-        ) from None
-    for name, why in writer.unrendered.items():
-        _err(f"warning: the report of {name} could not be rendered ({why}); its page says so")
-    if metrics_file is not None:
-        try:
-            report.atomic_write(metrics_file, metrics.render(run))
-        except OSError as exc:
-            _err(f"warning: cannot write metrics to {metrics_file}: {exc.strerror or exc}")
-    if keep is not None:
-        removed = runs.prune(output, keep)
-        if removed and not quiet:
-            _err(f"removed {len(removed)} old run(s) (--keep {keep})")
-    code = exit_code(hosts, fail_on)
-    counts = run.counts()
-    failing = sum(1 for h in hosts if h.worst is Status.FAIL)
-    not_collected = sum(1 for h in hosts if not h.collected)
+    code = exit_code((c for h in outcome.run.hosts for c in h.checks), fail_on)
     if not quiet:
-        _out(f"Report: {(folder / 'index.html').resolve()}")
-    totals = run.changes.totals() if run.changes else {}
-    _err(
-        f"summary hosts={len(hosts)} failing_hosts={failing} not_collected={not_collected} "
-        + " ".join(f"{k}={v}" for k, v in counts.items())
-        + "".join(f" {k}={v}" for k, v in totals.items())
-        + f" exit={code} run={folder}"
-    )
+        _out(f"Report: {(outcome.folder / 'index.html').resolve()}")
+    _err(summary_line(outcome.run, code, outcome.folder))
     return code
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from collector import certs
 from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, WHERE_BOUND
-from collector.exits import EXIT_FOUND, EXIT_OK, EXIT_USAGE
+from collector.exits import EXIT_USAGE, exit_code
 from collector.model import CheckResult, NotJudged, Severity, Status, fold_unknowns, to_dict
 from collector.probes.tcp import DEFAULT_TIMEOUT_S
 from collector.terminal import printable
@@ -120,17 +120,6 @@ def render_json(report: EndpointReport) -> str:
     ASCII only: JSON escapes every control and non-ASCII character but DEL, which can stand only
     inside a string and is escaped here, so no endpoint text reaches the terminal raw."""
     return json.dumps([to_dict(r) for r in report.results], indent=2, ensure_ascii=True).replace("\x7f", "\\u007f")
-
-
-def exit_code(results: Sequence[CheckResult], fail_on: Severity) -> int:
-    """1 when a result counts at or above ``fail_on`` (a warn counts at most as warning), else 0."""
-    from collector.cli import counted_severity  # at call time: collector.cli imports this module
-
-    for result in results:
-        level = counted_severity(result)
-        if level is not None and level.rank >= fail_on.rank:
-            return EXIT_FOUND
-    return EXIT_OK
 
 
 # --- commands -----------------------------------------------------------------------------------

@@ -139,6 +139,12 @@ class _Side:
     def facts(self) -> HostFacts | None:
         return self.report.facts if self.report else None
 
+    def data(self, probe: str) -> Mapping[str, Any]:
+        """``probe``'s data; call it once ``missing(probe)`` has said it is there."""
+        if self.report is None or probe not in self.report.facts.probes:
+            raise KeyError(f"{self.name} has no {probe} facts")
+        return self.report.facts.probes[probe].data
+
     def failing(self, check_ids: Iterable[str]) -> list[CheckResult]:
         if self.report is None:
             return []
@@ -343,7 +349,7 @@ def _static_dns(client: _Side, gateway: str) -> _Static:
     why = client.missing("network")
     if why:
         return client, Status.UNKNOWN, why, ()
-    answer = next((a for a in client.facts.probes["network"].data["dns"] if ev.same_host(a["name"], gateway)), None)
+    answer = next((a for a in client.data("network")["dns"] if ev.same_host(a["name"], gateway)), None)
     if answer is None:
         return client, Status.UNKNOWN, f"{client.name}'s network probe did not resolve {gateway}", ()
     value = ", ".join(answer["addresses"]) or f"does not resolve: {answer['error']}"
@@ -358,11 +364,7 @@ def _static_tcp(client: _Side, gateway: str) -> _Static:
     if why:
         return client, Status.UNKNOWN, why, ()
     attempt = next(
-        (
-            a
-            for a in client.facts.probes["network"].data["tcp"]
-            if ev.same_host(a["name"], gateway) and a["port"] == 443
-        ),
+        (a for a in client.data("network")["tcp"] if ev.same_host(a["name"], gateway) and a["port"] == 443),
         None,
     )
     if attempt is None:
@@ -383,7 +385,7 @@ def _static_udp(client: _Side, gateway: _Side, attempts: Sequence[_Placed]) -> _
     evidence: list[Evidence] = []
     client_off: bool | None = None
     if client.missing("client") is None:
-        data = client.facts.probes["client"].data
+        data = client.data("client")
         client_off = data["disable_udp_policy"] == 1 or data["disable_udp_transport"] == 1
         evidence.append(
             Evidence(
@@ -394,7 +396,7 @@ def _static_udp(client: _Side, gateway: _Side, attempts: Sequence[_Placed]) -> _
         )
     listening: bool | None = None
     if gateway.missing("listeners") is None:
-        udp = [u for u in gateway.facts.probes["listeners"].data["udp"] if u["port"] == 3391]
+        udp = [u for u in gateway.data("listeners")["udp"] if u["port"] == 3391]
         listening = bool(udp)
         evidence.append(
             Evidence("UDP 3391 on the gateway", "listening" if udp else "nothing listens", gateway.vantage("listeners"))
@@ -419,7 +421,7 @@ def _static_tls(client: _Side, gateway: str) -> _Static:
     why = client.missing("client")
     if why:
         return client, Status.UNKNOWN, why, ()
-    seen = client.facts.probes["client"].data["gateway_tls"]
+    seen = client.data("client")["gateway_tls"]
     v = client.vantage("client")
     if not seen:
         return client, Status.UNKNOWN, f"{client.name} did not open TLS to {gateway}", ()
@@ -454,7 +456,7 @@ def _gateway_tcp(gateway: _Side, host: str) -> _Static | None:
     if gateway.missing("network") is not None:
         return None
     attempt = next(
-        (a for a in gateway.facts.probes["network"].data["tcp"] if ev.same_host(a["name"], host) and a["port"] == 3389),
+        (a for a in gateway.data("network")["tcp"] if ev.same_host(a["name"], host) and a["port"] == 3389),
         None,
     )
     if attempt is None:
@@ -480,7 +482,7 @@ def _agents(client: _Side) -> tuple[Evidence, ...]:
             f"{agent_product(a)} ({a['process']}, PID {a['process_id']})",
             client.vantage("client"),
         )
-        for a in client.facts.probes["client"].data["agents"]
+        for a in client.data("client")["agents"]
     )
 
 

@@ -305,7 +305,7 @@ def _where_values_exceed(text: str, limit: int) -> tuple[int, bool]:
     total = 0
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, yaml.AliasEvent):
-            total += sizes.get(event.anchor, 0)
+            total += sizes.get(event.anchor or "", 0)
         elif isinstance(event, yaml.ScalarEvent):
             total += 1
             if event.anchor:
@@ -320,7 +320,7 @@ def _where_values_exceed(text: str, limit: int) -> tuple[int, bool]:
             if anchor:
                 sizes[anchor] = total - before
         if total > limit:
-            return event.start_mark.line + 1, isinstance(event, yaml.AliasEvent)
+            return (event.start_mark.line + 1 if event.start_mark else 1), isinstance(event, yaml.AliasEvent)
     return 1, True
 
 

@@ -70,9 +70,9 @@ def render(run: RunReport) -> str:
         f"# HELP {PREFIX}_certificate_expiry_days Days from the run's end until a certificate expires.",
         f"# TYPE {PREFIX}_certificate_expiry_days gauge",
     ]
-    for host, where, subject, not_after in certificates(run):
+    for name, where, subject, not_after in certificates(run):
         days = (_parse(not_after) - finished).total_seconds() / 86400
-        lines.append(f"{PREFIX}_certificate_expiry_days{_labels(host=host, where=where, subject=subject)} {days:.1f}")
+        lines.append(f"{PREFIX}_certificate_expiry_days{_labels(host=name, where=where, subject=subject)} {days:.1f}")
     lines += [
         f"# HELP {PREFIX}_run_duration_seconds Wall time of the last run.",
         f"# TYPE {PREFIX}_run_duration_seconds gauge",

@@ -275,9 +275,9 @@ def host_headline(
     if top is not None and top.status is Status.FAIL:
         return Headline(top.status, top.title, top)
     for incident in incidents:
-        hop = incident.first_broken
-        if hop is not None and incident.involves(host.name):
-            return incident_headline(incident, hop, host.name)
+        stop = incident.first_broken
+        if stop is not None and incident.involves(host.name):
+            return incident_headline(incident, stop, host.name)
     if top is not None and top.is_problem:
         return Headline(top.status, top.title, top)
     reports = {h.name.lower(): h for h in fleet}
@@ -552,9 +552,9 @@ def findings(hosts: Iterable[HostReport]) -> tuple[Finding, ...]:
     out = []
     for check_id, found in by_id.items():
         worst = sorted_checks(c for c, _ in found)[0]
-        hosts = tuple(dict.fromkeys(name for _, name in found))
+        names = tuple(dict.fromkeys(name for _, name in found))
         key = _problem_order(check_id, worst.status, worst.severity, worst.endpoint)
-        out.append((key, Finding(check_id, worst.status, worst.severity, worst.title, hosts)))
+        out.append((key, Finding(check_id, worst.status, worst.severity, worst.title, names)))
     return tuple(finding for _, finding in sorted(out, key=lambda pair: pair[0]))
 
 
@@ -780,7 +780,7 @@ def host_output(report: HostReport, run: RunReport) -> HostOutput:
 
 
 # Modes of what a run writes, before the process umask takes its share: the account that runs the
-# collector and its group (a web server given the output folder's group, see the README) only.
+# collector and its group (a web server given the output folder's group, see docs/scheduling.md) only.
 FILE_MODE = 0o640
 FOLDER_MODE = 0o750
 

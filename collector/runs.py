@@ -239,6 +239,8 @@ def _process_identity(pid: int) -> tuple[bool | None, str | None]:
 def _windows_process(pid: int) -> tuple[bool | None, str | None]:
     """``_process_identity`` on Windows, where signal 0 would interrupt the process: its handle,
     exit code and creation time."""
+    if sys.platform != "win32":
+        return None, None
     try:
         import ctypes
         from ctypes import wintypes

@@ -491,7 +491,9 @@ class _ScriptSerializer(Serializer):
             return super().serialize(value, metadata, parent, clear)
         written = self._written.get(key)
         if written is None:
-            written = ET.tostring(super().serialize(value, metadata, parent, clear), encoding="utf-8", method="xml")
+            element = super().serialize(value, metadata, parent, clear)
+            assert element is not None  # a CreatePipeline always serializes to an element
+            written = ET.tostring(element, encoding="utf-8", method="xml")
             if len(self._written) >= self._MAX_WRITTEN:
                 self._written.clear()
             self._written[key] = written
@@ -892,5 +894,6 @@ def _prepare_session(wsman: WSMan, tls_name: str | None) -> None:
     wire.guard_session(session)  # replies bounded and checked before pypsrp reads them
     if tls_name is not None:
         adapter = session.get_adapter("https://")
+        assert isinstance(adapter, requests.adapters.HTTPAdapter)  # pypsrp mounts one for https
         adapter.poolmanager.connection_pool_kw.update(server_hostname=tls_name, assert_hostname=tls_name)
     transport.session = session

@@ -151,7 +151,7 @@ def _bounded(send: Callable[..., requests.Response], limit: int) -> Callable[...
             response.close()
             raise
         response._content = body  # what Response.content returns from now on
-        response._content_consumed = True
+        response._content_consumed = True  # type: ignore[attr-defined]
         return response
 
     return bounded_send
@@ -161,7 +161,7 @@ def _peer_certificate(response: requests.Response) -> bytes:
     """The server's certificate (DER) on this response's connection, b"" over plain HTTP; read
     while the connection is still attached to the response, that is before its body is read."""
     try:
-        sock = response.raw._fp.fp.raw._sock
+        sock = response.raw._fp.fp.raw._sock  # type: ignore[union-attr]
     except AttributeError:
         return b""
     getpeercert = getattr(sock, "getpeercert", None)
@@ -239,5 +239,5 @@ def install() -> None:
     """Point pypsrp's XML parsing (WS-Management envelopes, faults, CLIXML) at ``fromstring``, and
     its channel binding at the certificate kept before a reply's body was read."""
     HTTPNegotiateAuth._get_cbt_data = staticmethod(_channel_binding)  # type: ignore[method-assign]
-    pypsrp.wsman.ET = _GUARDED_ET  # type: ignore[attr-defined]
-    pypsrp.serializer.ET = _GUARDED_ET  # type: ignore[attr-defined]
+    pypsrp.wsman.ET = _GUARDED_ET  # type: ignore[assignment]
+    pypsrp.serializer.ET = _GUARDED_ET  # type: ignore[assignment]

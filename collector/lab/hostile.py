@@ -1,7 +1,7 @@
 """What a compromised host, or someone on its network path, can send the collector.
 
 The lab's faults (``wsman.FAULTS``) are Windows failing; these are Windows lying. Each mode is
-one attack seen against the collector (README, "Security"), served by the lab so that the real
+one attack seen against the collector (docs/security.md), served by the lab so that the real
 client stack meets it on the wire:
 
 Wire modes (``WIRE``), played by the WS-Management server:

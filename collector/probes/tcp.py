@@ -51,7 +51,7 @@ def _resolve(address: str, port: int, deadline: Deadline) -> list[tuple[int, tup
         except OSError as exc:
             errors.append(exc)
             return
-        found.extend((family, tuple(sockaddr)) for family, _, _, _, sockaddr in infos)
+        found.extend((family, (str(sockaddr[0]), int(sockaddr[1]))) for family, _, _, _, sockaddr in infos)
 
     worker = threading.Thread(target=run, name=f"resolve-{address}", daemon=True)
     worker.start()

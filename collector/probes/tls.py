@@ -75,6 +75,9 @@ def capture_context() -> ssl.SSLContext:
     return ctx
 
 
+_DER = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]  # what get_unverified_chain's certificates encode to
+
+
 def peer_chain(sock: ssl.SSLSocket) -> tuple[bytes, ...]:
     """The chain as the peer sent it, DER, leaf first.
 
@@ -83,12 +86,12 @@ def peer_chain(sock: ssl.SSLSocket) -> tuple[bytes, ...]:
     """
     public = getattr(sock, "get_unverified_chain", None)
     if public is not None:
-        return tuple(c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER) for c in public() or ())
+        return tuple(c if isinstance(c, bytes) else c.public_bytes(_DER) for c in public() or ())
     sslobj = getattr(sock, "_sslobj", None)
     private = getattr(sslobj, "get_unverified_chain", None)
     if private is not None:
         chain = private() or ()
-        return tuple(c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain)
+        return tuple(c.public_bytes(_DER) for c in chain)
     leaf = sock.getpeercert(binary_form=True)
     return (leaf,) if leaf else ()
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from collector.contract import SCHEMAS, ContractError, validate_data
@@ -25,7 +25,9 @@ SCHEMA_ID = f"urn:rdp-collector:results:v{SCHEMA_VERSION}"  # a name, not a plac
 
 def _probe_data_rules(defs: dict[str, Any]) -> list[dict[str, Any]]:
     """One if/then per probe and version: a ``ProbeResult``'s ``data`` follows that probe's contract."""
-    models = [(model, "validation") for _, model in SCHEMAS.values()]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (model, "validation") for _, model in SCHEMAS.values()
+    ]
     refs, extra = models_json_schema(models, ref_template="#/$defs/{model}")
     clash = set(extra.get("$defs", {})) & set(defs)
     if clash:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import cli, report
+from collector import cli, exits, pipeline, report
 from collector.model import (
     CheckResult,
     Evidence,
@@ -41,7 +41,7 @@ def host(status: Status, severity: Severity) -> HostReport:
     ],
 )
 def test_exit_code_follows_fail_on(status: Status, severity: Severity, fail_on: Severity, code: int) -> None:
-    assert cli.exit_code([host(status, severity)], fail_on) == code
+    assert exits.exit_code(host(status, severity).checks, fail_on) == code
 
 
 def sample_run() -> RunReport:
@@ -284,9 +284,9 @@ def test_a_cross_host_judgement_that_fails_costs_its_results_not_the_run(
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "run_hosts", collected)
-    monkeypatch.setattr(cli.fleet_checks, "evaluate_fleet", broken)
-    monkeypatch.setattr(cli.incident, "incident_paths", broken)
+    monkeypatch.setattr(pipeline, "run_hosts", collected)
+    monkeypatch.setattr(pipeline.fleet_checks, "evaluate_fleet", broken)
+    monkeypatch.setattr(pipeline.incident, "incident_paths", broken)
     code = cli.run_collection(inv, output=tmp_path, concurrency=1, fail_on=Severity.CRITICAL, quiet=True, environ={})
     err = capsys.readouterr().err
     assert code == 0, err

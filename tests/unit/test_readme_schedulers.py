@@ -1,6 +1,7 @@
-"""The README's scheduler examples work as written: people paste them at night and find out in
-the morning. The cron line is run (with a stand-in for `collect`); the systemd units are read
-as systemd reads them."""
+"""The scheduler examples (docs/scheduling.md, which the README links) work as written: people
+paste them at night and find out in the morning. The cron line is run (with a stand-in for
+`collect`); the systemd units are read as systemd reads them; the Task Scheduler example is
+parsed as PowerShell."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.readme import README, fenced
+from tests.readme import document, fenced
 
-SECTION = README[README.index("## Running it every night") : README.index("## Reports")]
+SECTION = document("docs/scheduling.md")
 CREDENTIALS = "/etc/rdp-collector/credentials.env"
 COLLECT = "/opt/rdp-collector/.venv/bin/collect"
 

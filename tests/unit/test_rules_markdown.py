@@ -40,10 +40,12 @@ def test_cells_stay_one_table_cell_each() -> None:
     assert row == "| `x.pipe` | info | workstation | a \\| b | netstat -ano \\| findstr 3389 |"
 
 
-def test_the_readme_links_the_page_from_its_checks_section() -> None:
+def test_the_docs_link_the_page_from_their_checks_section() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Checks\n", 1)[1].split("\n## ", 1)[0]
-    assert "[docs/checks.md](docs/checks.md)" in section
+    assert "[docs/checks.md](docs/checks.md)" in readme
+    page = (ROOT / "docs" / "how-it-works.md").read_text(encoding="utf-8")
+    section = page.split("## Checks\n", 1)[1].split("\n## ", 1)[0]
+    assert "[docs/checks.md](checks.md)" in section
     for entry in checks.rules():
         assert f"`{entry.id}`" in section, entry.id
 

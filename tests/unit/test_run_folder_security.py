@@ -250,7 +250,7 @@ def other_group() -> int:
 
 @POSIX
 def test_a_setgid_output_folder_gives_every_run_its_group(tmp_path: Path, umask: None) -> None:
-    """The README's way to share reports with a web server: the output folder gets the server's
+    """docs/scheduling.md's way to share reports with a web server: the output folder gets the server's
     group and the setgid bit; each run folder and file then belongs to that group, readable by it."""
     group = other_group()
     output = tmp_path / "shared"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from collector import cli, inventory
+from collector import cli, inventory, pipeline
 from collector.lab.endpoints import GatewayServer
 from collector.lab.pki import LabCA
 from collector.model import CheckResult, Evidence, HostFacts, HostReport, HostTarget, Role, Severity, Status
@@ -231,8 +231,8 @@ def test_a_forged_summary_in_host_evidence_is_not_the_last_line_under_quiet(
     def judged_badly(hosts):  # a check that quotes what it could not judge
         raise ValueError(f"unexpected evidence for {hosts[0].name}: {forged}")
 
-    monkeypatch.setattr(cli, "run_hosts", collected)
-    monkeypatch.setattr(cli.fleet_checks, "evaluate_fleet", judged_badly)
+    monkeypatch.setattr(pipeline, "run_hosts", collected)
+    monkeypatch.setattr(pipeline.fleet_checks, "evaluate_fleet", judged_badly)
     code = cli.main(["--inventory", str(inv), "--output", str(tmp_path / "out"), "--quiet"])
     out, err = capsys.readouterr()
     assert code == 1
