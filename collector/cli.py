@@ -28,6 +28,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from collector import credentials, inventory, pipeline, report, wire
 from collector.endpoint_cli import cmd_check_rdp, cmd_check_tls
 from collector.exits import EXIT_OK, EXIT_USAGE, UsageError, exit_code
+from collector.lab import missing_lab_dependency
 from collector.model import HostReport, RunReport, Severity, Status
 from collector.reference_cli import cmd_explain, cmd_rules
 from collector.runner import DEFAULT_CONCURRENCY, RunOptions
@@ -393,6 +394,8 @@ def cmd_run(argv: Sequence[str]) -> int:
 
 
 def cmd_demo(argv: Sequence[str]) -> int:
+    if missing := missing_lab_dependency():
+        raise UsageError(missing)
     from collector.lab.fleet import PASSWORD_ENV, LabFleet, load_scenario
 
     parser = argparse.ArgumentParser(
@@ -424,6 +427,8 @@ def cmd_demo(argv: Sequence[str]) -> int:
 
 
 def cmd_lab(argv: Sequence[str]) -> int:
+    if missing := missing_lab_dependency():
+        raise UsageError(missing)
     from collector.lab.fleet import PASSWORD_ENV, LabFleet, ScenarioError, load_scenario
 
     parser = argparse.ArgumentParser(

@@ -561,6 +561,13 @@ def likely_causes(code: int, extended: int | None) -> Causes:
     )
 
 
+def check_ids() -> frozenset[str]:
+    """Every check id the tables name as confirming or ruling out a cause. The check registry
+    refuses to build while one of them is no check (``collector.checks.core``)."""
+    tables = (*LIKELY_CAUSES.values(), *CAUSES_BY_EXTENDED.values())
+    return frozenset(check_id for causes in tables for _, ids in causes for check_id in ids)
+
+
 # Reasons that mean someone chose to end the session, not a failure.
 USER_INITIATED = frozenset({1, 2, 3})
 

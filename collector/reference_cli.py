@@ -37,6 +37,17 @@ def rules_markdown(entries: Sequence[checks.CatalogueEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def concerns_markdown() -> str:
+    """The check ids by concern, as a Markdown table (concerns and ids in catalogue order): the
+    table of docs/how-it-works.md's "Checks", made from the registry."""
+    built = checks.registry()
+    lines = ["| concern | checks |", "| --- | --- |"]
+    for concern in built.concerns:
+        ids = [f"`{i}`" for i in built.ids() if i.split(".", 1)[0] == concern.prefix]
+        lines.append(f"| {concern.label} | {', '.join(ids)} |")
+    return "\n".join(lines) + "\n"
+
+
 def _chosen_rules(entries: Sequence[checks.CatalogueEntry], ids: Sequence[str]) -> list[checks.CatalogueEntry]:
     """The entries ``ids`` name, in the order asked; an id that names none is a usage error."""
     chosen: list[checks.CatalogueEntry] = []
@@ -105,6 +116,13 @@ def cmd_rules(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _likely_causes(code: int, extended: int | None) -> codes.Causes:
+    """The likely causes of a code, each with the checks that confirm or rule it out, as the check
+    registry knows them (it is built only when every check the code tables name is one)."""
+    registered = {check.id: check for check in checks.registry().checks}
+    return tuple((cause, tuple(registered[i].id for i in ids)) for cause, ids in codes.likely_causes(code, extended))
+
+
 def cmd_explain(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="collect explain",
@@ -121,7 +139,7 @@ def cmd_explain(argv: Sequence[str]) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     known = code in codes.DISCONNECT_REASONS and (extended is None or extended in codes.EXTENDED_REASONS)
-    causes = codes.likely_causes(code, extended)
+    causes = _likely_causes(code, extended)
     kind = codes.code_kind(code)
     if args.json:
         print(

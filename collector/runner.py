@@ -17,6 +17,7 @@ from typing import Any
 
 from collector import checks, contract, scripts, workstation
 from collector.checks.client import TLS_AGENTS
+from collector.checks.collect import collection_results
 from collector.checks.services import services_for
 from collector.credentials import Secret
 from collector.model import (
@@ -376,7 +377,7 @@ def judge(facts: HostFacts) -> HostReport:
         )
         failed = replace(facts, problems=(*facts.problems, problem))
         try:
-            return HostReport(facts=failed, checks=tuple(checks.collection_results(failed)))
+            return HostReport(facts=failed, checks=tuple(collection_results(failed)))
         except Exception:
             return HostReport(facts=failed, checks=())
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector import certs
-from collector.checks import Verdict
+from collector.checks import CheckSpec, Verdict
 from collector.checks import certs as cert_checks
 from collector.checks import endpoints as ep
-from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS, CheckMeta
+from collector.checks.certs import DEFAULT_EXPIRES_SOON_DAYS
 from collector.model import CheckResult, HostTarget, Role
 from collector.probes.rdg_http import probe_rdg_http
 from collector.probes.rdp import NLA_PROTOCOLS, PROTOCOL_SSL, probe_rdp
@@ -63,7 +63,7 @@ class EndpointReport:
     (subjectAltName)``); ``chain`` is then empty and the cert.* results are unknown with this reason."""
 
 
-def _results(pairs: Sequence[tuple[CheckMeta, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
+def _results(pairs: Sequence[tuple[CheckSpec, Verdict]], *, host: str, endpoint: str) -> list[CheckResult]:
     return [meta.result(verdict, host=host, endpoint=endpoint, vantage=VANTAGE) for meta, verdict in pairs]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from collector.lab.kdc import DEFAULT_REALM, krb5_conf_text
+from tests.support.kdc import DEFAULT_REALM, krb5_conf_text
 
 # The suite is a specification, so its property tests draw the same examples on every machine
 # and every run: a red CI is then a change in the code, reproducible from the log, not a new

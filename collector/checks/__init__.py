@@ -1,106 +1,84 @@
-"""The check catalogue: small pure functions over collected facts, metadata beside them.
+"""The check catalogue: small pure functions over collected facts, each registered by its id
+against a spec read from the data file beside it.
 
 A check never does I/O. When the facts it needs are missing it is not run: the result is
 ``unknown`` with the reason (host not collected, probe failed, role not collected), never pass.
+
+Adding a check:
+
+1. One YAML entry, in the data file of the module that will judge it (``rdp.yaml`` for
+   ``rdp.py``), where it should come in report order (causes before symptoms)::
+
+       - id: rdp.example             # <concern>.<name>; the concern is one the file lists
+         title: What a pass means, in one line
+         severity: warning           # critical | warning | info
+         roles: [session_host]       # host checks: the roles it is judged for
+         needs: [rdp_config]         # host checks: the probes it reads (missing: unknown, never pass)
+         remediation: |-
+           What to do when it fails, verbatim as `collect rules` prints it.
+         references:
+           - where it comes from
+
+2. One function in that module, registered by the id, deciding from the facts::
+
+       @judges("rdp.example")
+       def example(facts: HostFacts) -> Verdict: ...
+
+   What it takes depends on the file's scope (``Scope``): a host check takes the
+   host's facts and is run by ``evaluate``; endpoint and fleet checks are called by their
+   module's own orchestration (``endpoints.rdp_verdicts``, ``certs.chain_results``,
+   ``fleet.evaluate_fleet``).
+
+3. Its rows in the table-driven tests: a problem and a pass case (``test_checks_catalogue`` or
+   ``test_checks_diagnosis``), an unknown case (``test_checks_unknown``, whose meta-tests fail
+   until it has one), then ``collect rules --markdown > docs/checks.md``.
+
+The registry is checked when it is first built (and by ``tests/unit/test_checks_registry.py``):
+every spec has a function and every function a spec, ids are unique, each id's concern is one
+its file lists, and what a spec says fits its scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.model import (
-    WHY_UNKNOWN,
-    CheckResult,
-    CollectionFailure,
-    Evidence,
-    HostFacts,
-    HostTarget,
-    Role,
-    Severity,
-    Status,
+from collector.checks.core import (
+    VANTAGE,
+    CatalogueError,
+    Check,
+    CheckSpec,
+    Concern,
+    Registry,
+    Scope,
+    Verdict,
+    catalogue_data,
+    judges,
+    registry,
+    specs_of,
 )
+from collector.model import WHY_UNKNOWN, CheckResult, Evidence, HostFacts, Severity, Status
 
-
-@dataclass(frozen=True)
-class Verdict:
-    """What a check function decides; the catalogue entry adds id, severity and remediation."""
-
-    status: Status
-    title: str
-    evidence: tuple[Evidence, ...] = ()
-
-
-@dataclass(frozen=True)
-class Check:
-    id: str
-    title: str
-    severity: Severity
-    roles: frozenset[Role]
-    needs: tuple[str, ...]
-    remediation: str
-    references: tuple[str, ...]
-    evaluate: Callable[[HostFacts], Verdict]
-    unknown_hint: str = ""  # what to do when the facts were not collected (e.g. an opt-in flag)
-    # What the inventory must say of the host for the check to mean anything (a comparison with
-    # the session hosts it lists needs some); otherwise the check is left out, like a role's.
-    applies_if: Callable[[HostTarget], bool] = lambda target: True
-
-    def applies_to(self, roles: Sequence[Role]) -> bool:
-        return bool(self.roles.intersection(roles))
-
-
-COLLECTION_TITLES = {
-    CollectionFailure.UNREACHABLE: "The host could not be reached over WinRM",
-    CollectionFailure.AUTH_FAILED: "WinRM refused the collector's credentials",
-    CollectionFailure.TIMEOUT: "Collection did not finish within the host's deadline",
-    CollectionFailure.BAD_OUTPUT: "The host returned output that breaks the probe contract",
-}
-
-COLLECTION_REMEDIATION = {
-    CollectionFailure.UNREACHABLE: (
-        "From the workstation: Test-NetConnection -ComputerName HOST -Port 5986 (or 5985).\n"
-        "On the host: Get-Service WinRM; winrm enumerate winrm/config/listener; "
-        "Enable-PSRemoting -Force to create a listener; check the 'Windows Remote Management' "
-        "firewall rules and any network firewall between the workstation and the host."
-    ),
-    CollectionFailure.AUTH_FAILED: (
-        "Check the password source named in the inventory, that the account is not locked "
-        "(Get-ADUser NAME -Properties LockedOut), and that it is in the host's Administrators or "
-        "Remote Management Users group. On the host: winrm get winrm/config/service/auth shows "
-        "which auth methods are allowed."
-    ),
-    CollectionFailure.TIMEOUT: (
-        "The host accepted the connection but did not answer in time: check its load and the "
-        "WinRM service (Restart-Service WinRM if it is hung), or raise host_deadline for this "
-        "host in the inventory."
-    ),
-    CollectionFailure.BAD_OUTPUT: (
-        "A probe's output did not match its schema: run the probe by hand on the host "
-        "(the script is in collector/scripts/) and compare; a profile script or a transcript "
-        "that prints to the output stream also breaks the JSON."
-    ),
-}
-
-
-def collection_results(facts: HostFacts) -> list[CheckResult]:
-    vantage = f"workstation -> {facts.target.address}:{facts.target.port} (WinRM {facts.target.transport})"
-    results = []
-    for problem in facts.problems:
-        label = f"probe {problem.probe}" if problem.probe else "session"
-        results.append(
-            CheckResult(
-                id=f"collect.{problem.kind.value}",
-                status=Status.FAIL,
-                severity=Severity.CRITICAL,
-                title=COLLECTION_TITLES[problem.kind],
-                host=facts.target.name,
-                evidence=(Evidence(label=label, value=problem.reason, vantage=vantage),),
-                remediation=COLLECTION_REMEDIATION[problem.kind],
-                references=(),
-            )
-        )
-    return results
+__all__ = [
+    "CatalogueEntry",
+    "CatalogueError",
+    "Check",
+    "CheckSpec",
+    "Concern",
+    "Registry",
+    "Scope",
+    "Verdict",
+    "catalogue",
+    "catalogue_data",
+    "evaluate",
+    "failed_steps",
+    "judges",
+    "not_read",
+    "registry",
+    "rules",
+    "specs_of",
+]
 
 
 def _missing_reason(facts: HostFacts, needs: Sequence[str]) -> str | None:
@@ -141,10 +119,8 @@ def _not_applicable(facts: HostFacts, needs: Sequence[str]) -> bool:
 
 
 def catalogue() -> tuple[Check, ...]:
-    """Every check, in report order."""
-    from collector.checks import client, gateway, host, network, rdp, services
-
-    return host.CHECKS + network.CHECKS + services.CHECKS + rdp.CHECKS + gateway.CHECKS + client.CHECKS
+    """Every check judged over a host's WinRM facts, in report order."""
+    return registry().of_scope(Scope.HOST)
 
 
 def _judged(check: Check, facts: HostFacts) -> Verdict:
@@ -152,45 +128,34 @@ def _judged(check: Check, facts: HostFacts) -> Verdict:
     admits only facts the checks can read, so this is a bulkhead: one check meeting facts it was
     not written for must not cost the host its other results, nor a nightly run its other hosts."""
     try:
-        return check.evaluate(facts)
+        verdict: Verdict = check.judge(facts)
     except Exception as exc:  # the bulkhead: named in the result, never hidden
         reason = f"the check could not judge these facts ({type(exc).__name__}: {str(exc)[:200]})"
-        return Verdict(Status.UNKNOWN, check.title, (Evidence(WHY_UNKNOWN, reason, "collector"),))
+        return Verdict(Status.UNKNOWN, check.spec.title, (Evidence(WHY_UNKNOWN, reason, "collector"),))
+    return verdict
 
 
 def evaluate(facts: HostFacts, checks: Sequence[Check] | None = None) -> list[CheckResult]:
     """All results for one host: collection problems first, then each applicable check."""
+    from collector.checks.collect import collection_results
+
     results = collection_results(facts) + list(facts.endpoint_results)
     for check in checks if checks is not None else catalogue():
+        spec = check.spec
         if (
-            not check.applies_to(facts.target.roles)
-            or not check.applies_if(facts.target)
-            or _not_applicable(facts, check.needs)
+            not spec.applies_to(facts.target.roles)
+            or not spec.applies_to_target(facts.target)
+            or _not_applicable(facts, spec.needs)
         ):
             continue
-        reason = _missing_reason(facts, check.needs)
+        reason = _missing_reason(facts, spec.needs)
         if reason is not None:
-            if check.unknown_hint and not any(not p.probe for p in facts.problems):
-                reason = f"{reason}; {check.unknown_hint}"
-            verdict = Verdict(
-                Status.UNKNOWN,
-                check.title,
-                (Evidence(WHY_UNKNOWN, reason, "collector"),),
-            )
+            if spec.unknown_hint and not any(not p.probe for p in facts.problems):
+                reason = f"{reason}; {spec.unknown_hint}"
+            verdict = Verdict(Status.UNKNOWN, spec.title, (Evidence(WHY_UNKNOWN, reason, "collector"),))
         else:
             verdict = _judged(check, facts)
-        results.append(
-            CheckResult(
-                id=check.id,
-                status=verdict.status,
-                severity=check.severity,
-                title=verdict.title,
-                host=facts.target.name,
-                evidence=verdict.evidence,
-                remediation=check.remediation,
-                references=check.references,
-            )
-        )
+        results.append(spec.result(verdict, host=facts.target.name))
     return results
 
 
@@ -206,35 +171,25 @@ class CatalogueEntry:
     references: tuple[str, ...]
 
 
-def rules() -> list[CatalogueEntry]:
-    """Every check id: the host checks over WinRM facts, then those judged from the workstation's
-    own probes (endpoints, certificate chains). An id produced from both places is listed once."""
-    from collector.checks import certs, endpoints, fleet
+def vantage(spec: CheckSpec) -> str:
+    """Where a spec's results are seen from, as `collect rules` says it."""
+    if spec.scope is Scope.HOST:
+        return f"WinRM ({', '.join(sorted(r.value for r in spec.roles))})"
+    return VANTAGE[spec.scope]
 
+
+def rules() -> list[CatalogueEntry]:
+    """Every check id once, in catalogue order: the collection failures, the host checks over WinRM
+    facts, then those judged from the workstation's own probes (endpoints, certificate chains) and
+    across hosts. An id judged in two places is listed where it comes first, seen from both."""
     entries: dict[str, CatalogueEntry] = {}
-    for failure in CollectionFailure:
-        cid = f"collect.{failure.value}"
-        entries[cid] = CatalogueEntry(
-            cid, COLLECTION_TITLES[failure], Severity.CRITICAL, ("collector",), COLLECTION_REMEDIATION[failure], ()
-        )
-    for check in catalogue():
-        roles = ", ".join(sorted(r.value for r in check.roles))
-        entries[check.id] = CatalogueEntry(
-            check.id, check.title, check.severity, (f"WinRM ({roles})",), check.remediation, check.references
-        )
-    workstation = [*endpoints.CHECKS, *certs.CHECKS]
-    for meta in workstation:
-        if meta.id in entries:
-            old = entries[meta.id]
-            entries[meta.id] = CatalogueEntry(
-                old.id, old.title, old.severity, (*old.vantage, "workstation"), old.remediation, old.references
-            )
+    for check in registry().checks:
+        spec = check.spec
+        if spec.id in entries:
+            old = entries[spec.id]
+            entries[spec.id] = dataclasses.replace(old, vantage=(*old.vantage, vantage(spec)))
         else:
-            entries[meta.id] = CatalogueEntry(
-                meta.id, meta.title, meta.severity, ("workstation",), meta.remediation, meta.references
+            entries[spec.id] = CatalogueEntry(
+                spec.id, spec.title, spec.severity, (vantage(spec),), spec.remediation, spec.references
             )
-    for meta in (fleet.SSL_INSPECTION, fleet.DNS_MISMATCH):
-        entries[meta.id] = CatalogueEntry(
-            meta.id, meta.title, meta.severity, (fleet.VANTAGE,), meta.remediation, meta.references
-        )
     return list(entries.values())

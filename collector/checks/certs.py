@@ -1,9 +1,10 @@
 """Certificate checks (``cert.*``): a ChainAnalysis in, one CheckResult per check out. Pure.
 
-Each check's metadata (id, title, severity, remediation, references) is data here, next to the
-function that decides it, so ``collect rules`` and the reports can list them. The results are per
-endpoint and vantage point: the same gateway can pass from the workstation and fail from a client
-whose root store differs, and both results say where they were seen from.
+Each check's metadata (id, title, severity, remediation, references) is data in ``certs.yaml``,
+beside this module, whose registered functions decide the checks; ``collect rules`` and the
+reports list them from there. The results are per endpoint and vantage point: the same gateway
+can pass from the workstation and fail from a client whose root store differs, and both results
+say where they were seen from.
 
 Every result names the certificate it is about (subject, issuer, SHA-1 thumbprint as Windows
 shows it, validity), so the admin can find it in ``Cert:\\LocalMachine\\My`` on the server.
@@ -12,7 +13,7 @@ shows it, validity), so the admin can find it in ``Cert:\\LocalMachine\\My`` on 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -30,234 +31,17 @@ from collector.certs import (
     weak_key,
     weak_signature,
 )
-from collector.checks import Verdict
-from collector.model import WHY_UNKNOWN, CheckResult, Evidence, Severity, Status
+from collector.checks import CheckSpec, Verdict, catalogue_data, judges, registry, specs_of
+from collector.model import WHY_UNKNOWN, CheckResult, Evidence, Status
 
 DEFAULT_EXPIRES_SOON_DAYS = 30
 
-
-@dataclass(frozen=True)
-class CheckMeta:
-    """A check's catalogue entry: what ``collect rules`` lists and every result carries."""
-
-    id: str
-    title: str
-    severity: Severity
-    remediation: str
-    references: tuple[str, ...]
-
-    def result(self, verdict: Verdict, *, host: str, endpoint: str = "", vantage: str = "") -> CheckResult:
-        """This check's result; when it is about an endpoint seen from a vantage point, the
-        endpoint leads the evidence."""
-        lead = (Evidence("endpoint", endpoint, vantage),) if endpoint and vantage else ()
-        return CheckResult(
-            id=self.id,
-            status=verdict.status,
-            severity=self.severity,
-            title=verdict.title,
-            host=host,
-            evidence=(*lead, *verdict.evidence),
-            remediation=self.remediation,
-            references=self.references,
-            endpoint=endpoint,
-        )
-
-
-# Where the certificate an endpoint serves is chosen: said once, appended where it matters.
-WHERE_BOUND = (
-    "Where the certificate is bound:\n"
-    "- RD Gateway (443): RD Gateway Manager > right-click the server > Properties > SSL Certificate > "
-    "Select an existing certificate / Import; or in PowerShell on the gateway:\n"
-    "    Import-Module RemoteDesktopServices\n"
-    "    Set-Item RDS:\\GatewayServer\\SSLCertificate\\Thumbprint -Value <THUMBPRINT>\n"
-    "    Restart-Service TSGateway\n"
-    "  In an RDS deployment: Server Manager > Remote Desktop Services > Tasks > Edit Deployment "
-    "Properties > Certificates > RD Gateway, or Set-RDCertificate -Role RDGateway -ImportPath <pfx> "
-    "-Password (Read-Host -AsSecureString) -ConnectionBroker <broker>.\n"
-    "- Session host listener (3389):\n"
-    "    wmic /namespace:\\\\root\\cimv2\\TerminalServices PATH Win32_TSGeneralSetting Set "
-    'SSLCertificateSHA1Hash="<THUMBPRINT>"\n'
-    "  or: Get-CimInstance -Namespace root/cimv2/TerminalServices -ClassName Win32_TSGeneralSetting "
-    "-Filter \"TerminalName='RDP-Tcp'\" | Set-CimInstance -Property @{SSLCertificateSHA1Hash='<THUMBPRINT>'}\n"
-    "  For many hosts, let them enrol: GPO Computer Configuration > Administrative Templates > Windows "
-    "Components > Remote Desktop Services > Remote Desktop Session Host > Security > Server "
-    "authentication certificate template. The certificate must be in LocalMachine\\My with its "
-    "private key, readable by NETWORK SERVICE (certlm.msc > the certificate > All Tasks > Manage "
-    "Private Keys)."
-)
-
-_REPLACE = (
-    "Issue a replacement from the CA that clients trust (internal AD CS: a template based on 'Web "
-    "Server' or 'Remote Desktop', key RSA 2048+ or ECDSA P-256, SHA-256, EKU Server Authentication, "
-    "SAN = every name clients use), import it with its private key into LocalMachine\\My, bind it "
-    "(below) and check again with: collect check-tls NAME (gateway) / collect check-rdp NAME (session "
-    "host).\n"
-)
-
-EXPIRED = CheckMeta(
-    id="cert.expired",
-    title="No certificate on the path has expired",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "An expired leaf: renew it with the same names. " + _REPLACE + "An expired issuing CA or root: "
-        "install the CA's renewed certificate on the server (certlm.msc > Intermediate Certification "
-        "Authorities) so the new chain is sent, and give clients the new root (GPO Computer Configuration "
-        "> Policies > Windows Settings > Security Settings > Public Key Policies > Trusted Root "
-        "Certification Authorities). A session host's self-signed certificate renews itself when "
-        "deleted from the 'Remote Desktop' store and TermService restarts.\n" + WHERE_BOUND
-    ),
-    references=(
-        "RFC 5280 4.1.2.5 (validity)",
-        "TerminalServices-Gateway/Operational 100, 102, 103 (gateway certificate problems at start)",
-        "System log TermService 1058 (the listener's expired self-signed certificate was not replaced)",
-    ),
-)
-NOT_YET_VALID = CheckMeta(
-    id="cert.not-yet-valid",
-    title="Every certificate on the path is already valid",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "A certificate whose validity starts in the future almost always means a clock is wrong: "
-        "compare the time on the CA, the server and the client (w32tm /query /status; w32tm /resync). "
-        "If the clocks are right, the CA issued it post-dated: re-issue it. " + WHERE_BOUND
-    ),
-    references=("RFC 5280 4.1.2.5 (validity)", "host.time-skew"),
-)
-EXPIRES_SOON = CheckMeta(
-    id="cert.expires-soon",
-    title="No certificate on the path expires soon",
-    severity=Severity.WARNING,
-    remediation=(
-        "Renew before it expires, then bind the new certificate (same names, same CA). " + _REPLACE + WHERE_BOUND
-    ),
-    references=("RFC 5280 4.1.2.5 (validity)",),
-)
-NAME_MISMATCH = CheckMeta(
-    id="cert.name-mismatch",
-    title="The certificate names the host clients connect to",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "The name in the .rdp file / mstsc (gateway: 'Server name' under Advanced > Settings; session "
-        "host: 'Computer') must be in the certificate's subjectAltName. Either connect with a name the "
-        "certificate has (the evidence lists them), or issue a certificate whose SAN includes every "
-        "name clients use (public and internal FQDN of the gateway; the session host's FQDN, not its "
-        "NetBIOS name or IP). A certificate with no SAN is accepted by Windows on its CN only; other "
-        "clients (macOS, iOS, Android RD clients) reject it. " + _REPLACE + WHERE_BOUND
-    ),
-    references=("RFC 6125 6.4 (DNS name matching)", "RFC 5280 4.2.1.6 (subjectAltName)"),
-)
-UNTRUSTED = CheckMeta(
-    id="cert.untrusted",
-    title="The chain leads to a trusted root",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "The root the chain ends at is not trusted from this vantage point. For an internal CA: give "
-        "clients its root (GPO Computer Configuration > Policies > Windows Settings > Security Settings "
-        "> Public Key Policies > Trusted Root Certification Authorities; for clients outside the "
-        "domain, certutil -addstore Root rootca.cer), or use a certificate from a public CA on an "
-        "internet-facing gateway. A root that is not the gateway's own CA (a proxy's name, 'SSL "
-        "Inspection', 'Zscaler', 'Fortinet'...) means TLS inspection on the path: exempt the gateway "
-        "(443 and UDP 3391) from inspection, since RD Gateway traffic breaks under it. A self-signed "
-        "certificate on a gateway must be replaced. " + _REPLACE + WHERE_BOUND
-    ),
-    references=(
-        "RFC 5280 6 (certification path validation)",
-        "mstsc: 'the remote computer's certificate is not trusted' / 0x904 through an RD Gateway",
-        "rdg.ssl-inspection",
-    ),
-)
-CHAIN_INCOMPLETE = CheckMeta(
-    id="cert.chain-incomplete",
-    title="The endpoint sends the whole chain up to the root",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "The server sends its certificate without the issuing CA, so clients must already have that "
-        "CA or fetch it from the AIA URL; clients outside the network (or non-Windows clients) fail. "
-        "On the server, install the issuing CA certificate (the missing issuer in the evidence; "
-        "download it from the AIA URL or export it from the CA with certutil -ca.cert issuing.cer) "
-        "into LocalMachine\\Intermediate Certification Authorities: certutil -addstore CA issuing.cer. "
-        "Windows then sends it in the handshake; restart TSGateway on a gateway. Importing a PFX "
-        "that contains the whole chain does the same. " + WHERE_BOUND
-    ),
-    references=("RFC 5246 7.4.2 (certificate_list)", "RFC 5280 4.2.2.1 (authorityInfoAccess)"),
-)
-SELF_SIGNED = CheckMeta(
-    id="cert.self-signed",
-    title="The certificate is issued by a CA, not self-signed",
-    severity=Severity.WARNING,
-    remediation=(
-        "A self-signed certificate is trusted only where it was imported by hand: every client shows "
-        "the certificate warning, and through an RD Gateway the connection fails. Session hosts use a "
-        "self-signed certificate (Cert:\\LocalMachine\\Remote Desktop) until one is assigned. " + _REPLACE + WHERE_BOUND
-    ),
-    references=("System log TermService 1057 (the listener could not create its self-signed certificate)",),
-)
-WEAK_SIGNATURE = CheckMeta(
-    id="cert.weak-signature",
-    title="Certificates are signed with a strong hash (SHA-256 or better)",
-    severity=Severity.WARNING,
-    remediation=(
-        "SHA-1 and MD5 signatures are refused by current browsers, OpenSSL at its default security "
-        "level, and Windows for publicly trusted chains. Re-issue the certificate from a CA that signs "
-        "with SHA-256 (AD CS: certutil -setreg ca\\csp\\CNGHashAlgorithm SHA256, restart CertSvc, then "
-        "renew the CA certificate if the CA's own certificate is SHA-1). " + _REPLACE + WHERE_BOUND
-    ),
-    references=("RFC 6194 (SHA-1 security considerations)", "CA/Browser Forum Baseline Requirements 7.1.3"),
-)
-WEAK_KEY = CheckMeta(
-    id="cert.weak-key",
-    title="Keys are large enough (RSA 2048+, EC 256+)",
-    severity=Severity.WARNING,
-    remediation=(
-        "RSA keys under 2048 bits are refused by OpenSSL's default security level and by Windows when "
-        "weak-key protection is on (certutil -setreg chain\\minRSAPubKeyBitLength). Request a new "
-        "certificate with a new key (RSA 2048 or 3072, or ECDSA P-256): a renewal that reuses the old "
-        "key does not help. " + _REPLACE + WHERE_BOUND
-    ),
-    references=("NIST SP 800-131A (key lengths)", "CA/Browser Forum Baseline Requirements 6.1.5"),
-)
-NO_SERVER_AUTH_EKU = CheckMeta(
-    id="cert.no-server-auth-eku",
-    title="The certificate may be used for TLS server authentication (EKU)",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "The certificate's Enhanced Key Usage does not include Server Authentication "
-        "(1.3.6.1.5.5.7.3.1), so clients refuse it for TLS and RD Gateway Manager will not offer it. "
-        "Typical cause: a Computer or User template (Client Authentication only). Issue one from a "
-        "template with Server Authentication (AD CS 'Web Server' or a copy of it). An issuing CA whose "
-        "certificate restricts EKU must allow Server Authentication too. " + _REPLACE + WHERE_BOUND
-    ),
-    references=("RFC 5280 4.2.1.12 (extendedKeyUsage)",),
-)
-CHAIN_ORDER = CheckMeta(
-    id="cert.chain-order",
-    title="The chain is sent in order, without extra certificates",
-    severity=Severity.WARNING,
-    remediation=(
-        "TLS 1.2 requires each certificate to be followed by its issuer; Windows clients re-sort, but "
-        "strict clients (older Java, some thin clients and appliances) fail, and certificates from an "
-        "old chain confuse path building. Windows builds the sent chain from the local stores: remove "
-        "stale or unrelated CA certificates from LocalMachine\\Intermediate Certification Authorities "
-        "on the server (certlm.msc), then restart TSGateway / TermService. On a non-Windows endpoint "
-        "fix the order in the chain file: leaf, issuing CA, (root). " + WHERE_BOUND
-    ),
-    references=("RFC 5246 7.4.2 (certificate_list order)", "RFC 8446 4.4.2"),
-)
-
-CHECKS: tuple[CheckMeta, ...] = (
-    EXPIRED,
-    NOT_YET_VALID,
-    EXPIRES_SOON,
-    NAME_MISMATCH,
-    UNTRUSTED,
-    CHAIN_INCOMPLETE,
-    SELF_SIGNED,
-    WEAK_SIGNATURE,
-    WEAK_KEY,
-    NO_SERVER_AUTH_EKU,
-    CHAIN_ORDER,
-)
+_SPECS = specs_of("certs")
+CHECKS: tuple[CheckSpec, ...] = tuple(_SPECS.values())
 """The cert.* catalogue, in report order."""
+
+# Where the certificate an endpoint serves is chosen: said once in certs.yaml, appended where it matters.
+WHERE_BOUND = catalogue_data().text["where_bound"]
 
 
 # --- evidence helpers ---------------------------------------------------------------------------
@@ -315,6 +99,7 @@ class _Context:
 # --- the checks ---------------------------------------------------------------------------------
 
 
+@judges("cert.expired")
 def _expired(ctx: _Context) -> Verdict:
     a = ctx.analysis
     expired = [c for c in a.judged if c.not_after < a.now]
@@ -333,6 +118,7 @@ def _expired(ctx: _Context) -> Verdict:
     )
 
 
+@judges("cert.not-yet-valid")
 def _not_yet_valid(ctx: _Context) -> Verdict:
     a = ctx.analysis
     early = [c for c in a.judged if c.not_before > a.now]
@@ -347,6 +133,7 @@ def _not_yet_valid(ctx: _Context) -> Verdict:
     return Verdict(Status.PASS, "Every certificate on the path is already valid", ctx.about(a.leaf))
 
 
+@judges("cert.expires-soon")
 def _expires_soon(ctx: _Context) -> Verdict:
     a = ctx.analysis
     soon = [c for c in a.judged if a.now <= c.not_after <= a.now + ctx.expires_soon]
@@ -370,6 +157,7 @@ def _expires_soon(ctx: _Context) -> Verdict:
     )
 
 
+@judges("cert.name-mismatch")
 def _name_mismatch(ctx: _Context) -> Verdict:
     a = ctx.analysis
     match = a.name
@@ -409,6 +197,7 @@ def _explained(ctx: _Context) -> bool:
     )
 
 
+@judges("cert.untrusted")
 def _untrusted(ctx: _Context) -> Verdict:
     a = ctx.analysis
     store = ctx.fact("trust store", a.trust_label)
@@ -451,6 +240,7 @@ def _untrusted(ctx: _Context) -> Verdict:
     return Verdict(Status.PASS, f"The chain leads to the trusted root {anchor.common_name}", (store, path, *notes))
 
 
+@judges("cert.chain-incomplete")
 def _chain_incomplete(ctx: _Context) -> Verdict:
     a = ctx.analysis
     last = a.path[-1]
@@ -473,6 +263,7 @@ def _chain_incomplete(ctx: _Context) -> Verdict:
     )
 
 
+@judges("cert.self-signed")
 def _self_signed(ctx: _Context) -> Verdict:
     a = ctx.analysis
     leaf = a.leaf
@@ -492,6 +283,7 @@ def _signed_certs(a: ChainAnalysis) -> tuple[CertInfo, ...]:
     return path
 
 
+@judges("cert.weak-signature")
 def _weak_signature(ctx: _Context) -> Verdict:
     a = ctx.analysis
     weak = [(c, r) for c in _signed_certs(a) if (r := weak_signature(c))]
@@ -510,6 +302,7 @@ def _weak_signature(ctx: _Context) -> Verdict:
     )
 
 
+@judges("cert.weak-key")
 def _weak_key(ctx: _Context) -> Verdict:
     a = ctx.analysis
     weak = [(c, r) for c in a.judged if (r := weak_key(c))]
@@ -535,6 +328,7 @@ def _eku_problems(a: ChainAnalysis) -> list[tuple[CertInfo, str]]:
     return problems
 
 
+@judges("cert.no-server-auth-eku")
 def _no_server_auth_eku(ctx: _Context) -> Verdict:
     a = ctx.analysis
     problems = _eku_problems(a)
@@ -550,6 +344,7 @@ def _no_server_auth_eku(ctx: _Context) -> Verdict:
     return Verdict(Status.PASS, f"The certificate allows Server Authentication ({leaf_eku})", ())
 
 
+@judges("cert.chain-order")
 def _chain_order(ctx: _Context) -> Verdict:
     a = ctx.analysis
     sent = ctx.fact("sent", ", ".join(f"#{i} {c.common_name}" for i, c in enumerate(a.sent, 1)))
@@ -560,21 +355,6 @@ def _chain_order(ctx: _Context) -> Verdict:
             (sent, *(ctx.fact("problem", p) for p in a.order_problems)),
         )
     return Verdict(Status.PASS, "The chain is sent in order", (sent,))
-
-
-_DECIDE: dict[str, Callable[[_Context], Verdict]] = {
-    EXPIRED.id: _expired,
-    NOT_YET_VALID.id: _not_yet_valid,
-    EXPIRES_SOON.id: _expires_soon,
-    NAME_MISMATCH.id: _name_mismatch,
-    UNTRUSTED.id: _untrusted,
-    CHAIN_INCOMPLETE.id: _chain_incomplete,
-    SELF_SIGNED.id: _self_signed,
-    WEAK_SIGNATURE.id: _weak_signature,
-    WEAK_KEY.id: _weak_key,
-    NO_SERVER_AUTH_EKU.id: _no_server_auth_eku,
-    CHAIN_ORDER.id: _chain_order,
-}
 
 
 def chain_results(
@@ -589,7 +369,10 @@ def chain_results(
     if expires_soon_days < 0:
         raise ValueError("expires_soon_days must not be negative")
     ctx = _Context(analysis, vantage, datetime.timedelta(days=expires_soon_days))
-    return tuple(meta.result(_DECIDE[meta.id](ctx), host=host, endpoint=endpoint, vantage=vantage) for meta in CHECKS)
+    return tuple(
+        check.spec.result(check.judge(ctx), host=host, endpoint=endpoint, vantage=vantage)
+        for check in registry().of_file("certs")
+    )
 
 
 def unknown_results(

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from collector.checks import Check, Verdict, events, failed_steps, not_read
+from collector.checks import Verdict, events, failed_steps, judges, not_read
 from collector.codes import USER_INITIATED, describe_disconnect
-from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Status
 
 RDPCLIENT_LOG = "Microsoft-Windows-TerminalServices-RDPClient/Operational"
 
@@ -23,6 +23,7 @@ def _v(facts: HostFacts, probe: str) -> str:
     return f"{facts.target.name} (WinRM probe {probe})"
 
 
+@judges("client.udp-disabled")
 def udp_disabled(facts: HostFacts) -> Verdict:
     data = facts.probes["client"].data
     v = _v(facts, "client")
@@ -38,6 +39,7 @@ def udp_disabled(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "The client may use UDP", evidence)
 
 
+@judges("client.rdg-trace")
 def rdg_trace(facts: HostFacts) -> Verdict:
     users = facts.probes["client"].data["users"]
     v = _v(facts, "client")
@@ -79,6 +81,7 @@ def _unread_client_log(facts: HostFacts) -> Verdict | None:
     return None
 
 
+@judges("client.recent-disconnects")
 def recent_disconnects(facts: HostFacts) -> Verdict:
     if (unread := _unread_client_log(facts)) is not None:
         return unread
@@ -147,6 +150,7 @@ def _mstsc_servers(log: Mapping[str, Any]) -> dict[str, _Attempts]:
     return servers
 
 
+@judges("client.unlisted-server")
 def unlisted_server(facts: HostFacts) -> Verdict:
     """The article's "incorrect client configuration (wrong server name)": connections that failed
     to a server the inventory does not list for this client. An address is not compared (the
@@ -187,6 +191,7 @@ def unlisted_server(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "No failed connection to a server the inventory does not list", tuple(evidence))
 
 
+@judges("client.cached-credentials")
 def cached_credentials(facts: HostFacts) -> Verdict:
     users = facts.probes["user_credentials"].data["users"]
     v = _v(facts, "user_credentials")
@@ -256,6 +261,7 @@ def own_validation(seen: Mapping[str, Any]) -> str:
     return f"refused (SslPolicyErrors {seen['policy_errors']}; {chain_status(seen)})"
 
 
+@judges("client.tls-intercepting-agent")
 def tls_intercepting_agent(facts: HostFacts) -> Verdict:
     data = facts.probes["client"].data
     v = _v(facts, "client")
@@ -282,116 +288,3 @@ def tls_intercepting_agent(facts: HostFacts) -> Verdict:
         f"{', '.join(products)} running: it may intercept TLS to the gateway (see rdg.ssl-inspection)",
         evidence,
     )
-
-
-CL = frozenset({Role.CLIENT})
-CHECKS = (
-    Check(
-        id="client.udp-disabled",
-        title="The client may use UDP",
-        severity=Severity.INFO,
-        roles=CL,
-        needs=("client",),
-        remediation=(
-            "Informational: UDP off is the article's Fix 1 workaround (force TCP) for 0x904 / 0x7 caused by UDP "
-            "being dropped or inspected on the path. If it was set as a workaround, note where "
-            "(GPO: Computer Configuration > Administrative Templates > Windows Components > Remote Desktop "
-            "Services > Remote Desktop Connection Client > 'Turn off UDP on client'; registry "
-            "HKLM\\SOFTWARE\\Policies\\Microsoft\\Windows NT\\Terminal Services\\Client\\fClientDisableUDP) and fix "
-            "the path (UDP 3391 to the gateway, 3389 to hosts) so it can be removed."
-        ),
-        references=("article Fix 1: force TCP only", "fClientDisableUDP"),
-        evaluate=udp_disabled,
-    ),
-    Check(
-        id="client.rdg-trace",
-        title="RD Gateway client tracing",
-        severity=Severity.INFO,
-        roles=CL,
-        needs=("client",),
-        remediation=(
-            "The article's tracing fix: for the user, HKCU\\Software\\Microsoft\\Terminal Server Client "
-            "RDGClientTrace (DWORD) = 0x15 and RDGClientTraceFile (String) = C:\\temp\\rdp_trace.txt; reproduce, "
-            "then search the file for 0x904 and 0x7 to see the HTTP status the gateway returned (400, 401, 403, "
-            "407 proxy, 502). Turn tracing off again afterwards."
-        ),
-        references=("article: Enable RDP Client Logging", "RDGClientTrace / RDGClientTraceFile"),
-        evaluate=rdg_trace,
-    ),
-    Check(
-        id="client.recent-disconnects",
-        title="Client-side connection failures (event 1026)",
-        severity=Severity.WARNING,
-        roles=CL,
-        needs=("events",),
-        remediation=(
-            "Decode a reason with: collect explain CODE. 2308 (0x904) with extended 0x7 means the server or "
-            "gateway denied the connection or it was lost early: check the gateway's events for this user "
-            "(201 CAP, 301 RAP, 304 unreachable) and the session host's (1149, 4625), then the certificate the "
-            "client sees for the gateway."
-        ),
-        references=("RDPClient/Operational 1026", "ImsTscAxEvents::OnDisconnected"),
-        evaluate=recent_disconnects,
-    ),
-    Check(
-        id="client.unlisted-server",
-        title="mstsc connects to the session hosts the inventory names",
-        severity=Severity.WARNING,
-        roles=CL,
-        needs=("events",),
-        remediation=(
-            "The article's 'incorrect Remote Desktop client configuration (wrong server name, port, or "
-            "gateway)': compare the name mstsc was given (Show Options > General > Computer, or the .rdp file's "
-            "'full address:s:') with the session host's real name; the evidence lists every server mstsc tried "
-            "and how the attempts ended (a name that does not resolve ends in 0x104, one that is not a session "
-            "host in 0x204 or 0x904). Check the gateway too (Advanced > Settings, or 'gatewayhostname:s:'). If "
-            "the client rightly uses that server, add it to the client's session_hosts in the inventory, so its "
-            "connection is joined across client, gateway and session host."
-        ),
-        references=(
-            "article: incorrect client configuration (wrong server name, port, or gateway)",
-            "RDPClient/Operational 1024 (the server mstsc connects to), 1026",
-        ),
-        evaluate=unlisted_server,
-        applies_if=lambda target: bool(target.session_hosts),
-    ),
-    Check(
-        id="client.cached-credentials",
-        title="Saved Remote Desktop credentials",
-        severity=Severity.WARNING,
-        roles=CL,
-        needs=("user_credentials",),
-        remediation=(
-            "The article's Fix 4: Control Panel > Credential Manager > Windows Credentials: remove entries that "
-            "start with TERMSRV/ or RDG; or as the user: cmdkey /list, then cmdkey /delete:TERMSRV/server-name. "
-            "The next connection prompts for fresh credentials."
-        ),
-        references=("article Fix 4: clear RD Gateway credentials", "cmdkey /list"),
-        evaluate=cached_credentials,
-        unknown_hint=(
-            "saved credentials live in the desktop user's vault, which only that user can read: rerun with "
-            "--user-context to list them through a one-shot scheduled task as the logged-on user"
-        ),
-    ),
-    Check(
-        id="client.tls-intercepting-agent",
-        title="No agent known to intercept TLS runs on the client",
-        severity=Severity.INFO,
-        roles=CL,
-        needs=("client",),
-        remediation=(
-            "Evidence for rdg.ssl-inspection: these agents (Zscaler, Netskope, Symantec WSS, GlobalProtect, "
-            "AnyConnect/Umbrella, Forcepoint) can steer the client's HTTPS through a proxy that re-signs TLS with "
-            "its own CA, which RD Gateway traffic does not survive (0x904 / extended 0x7). If rdg.ssl-inspection "
-            "passes for this client, the agent already lets the gateway through. If it fails: add the gateway's "
-            "FQDN (and IP) to the agent's SSL inspection bypass / steering exceptions in its console (Zscaler: SSL "
-            "Inspection policy and App Profile bypass; Netskope: Steering Configuration exceptions; GlobalProtect: "
-            "split tunnel / decryption exclusion), for TCP 443 and UDP 3391; the article's Fix 3."
-        ),
-        references=(
-            "article Fix 3: disable SSL inspection for RDP traffic",
-            "MSRD-Diag: known TLS-intercepting agents",
-        ),
-        evaluate=tls_intercepting_agent,
-    ),
-)

@@ -12,26 +12,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from collector.certs import describe_der, issuer_of_der, thumbprint
-from collector.checks import Verdict, _missing_reason
-from collector.checks.certs import CheckMeta
+from collector.checks import CheckSpec, Verdict, _missing_reason, judges, specs_of
 from collector.checks.client import own_validation
-from collector.model import WHY_UNKNOWN, CheckResult, Evidence, HostFacts, HostReport, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, CheckResult, Evidence, HostFacts, HostReport, Status
 
-SSL_INSPECTION = CheckMeta(
-    id="rdg.ssl-inspection",
-    title="Clients receive the gateway's own certificate",
-    severity=Severity.CRITICAL,
-    remediation=(
-        "A device between the client and the gateway re-signs TLS with its own CA (a proxy, a secure web "
-        "gateway, a next-generation firewall, an endpoint agent such as Zscaler, Netskope or GlobalProtect). "
-        "RD Gateway traffic does not survive that: mstsc fails with 0x904 / extended 0x7. The article's Fix 3: "
-        "add an SSL inspection bypass for the gateway's FQDN and IP on TCP 443, and exclude UDP 3391 from "
-        "deep packet inspection. Compare with: certutil -url https://GATEWAY/ on the client, or "
-        "collect check-tls GATEWAY from a network without the device."
-    ),
-    references=("article Fix 3: disable SSL inspection for RDP traffic", "mstsc 0x904 / extended 0x7"),
-)
-VANTAGE = "across hosts (client vs. gateway, client vs. workstation)"
+_SPECS = specs_of("fleet")
+SSL_INSPECTION = _SPECS["rdg.ssl-inspection"]
+DNS_MISMATCH = _SPECS["net.dns-mismatch"]
 
 
 def _thumbprint(der_b64: str) -> str:
@@ -42,6 +29,7 @@ def _describe(der_b64: str) -> str:
     return describe_der(base64.b64decode(der_b64))
 
 
+@judges("rdg.ssl-inspection")
 def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
     """The leaf the client received against the gateway's configured certificate (and, where the
     workstation reached the gateway, the leaf served to the workstation)."""
@@ -86,20 +74,7 @@ def ssl_inspection(client: HostFacts, gateway: HostFacts | None) -> Verdict:
     )
 
 
-DNS_MISMATCH = CheckMeta(
-    id="net.dns-mismatch",
-    title="Hosts resolve the gateway and session hosts as the workstation does",
-    severity=Severity.WARNING,
-    remediation=(
-        "This host resolves a gateway or session host to other addresses than the workstation (or than the "
-        "inventory's address). Look for a stale hosts file entry (C:\\Windows\\System32\\drivers\\etc\\hosts), "
-        "a VPN or split-DNS view that points at an old or external address, or a stale record: on the host, "
-        "Resolve-DnsName NAME and ipconfig /displaydns; ipconfig /flushdns after fixing the source."
-    ),
-    references=("article: DNS resolution failures", "nslookup"),
-)
-
-
+@judges("net.dns-mismatch")
 def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict | None:
     """Each inventory name the client resolved against the workstation's view of that host;
     None when the client resolved no inventory host."""
@@ -137,10 +112,20 @@ def dns_mismatch(client: HostFacts, hosts: Mapping[str, HostFacts]) -> Verdict |
     return Verdict(Status.PASS, "Resolves the gateway and session hosts as the workstation does", tuple(evidence))
 
 
-def _not_collected(meta: CheckMeta, facts: HostFacts, probe: str) -> Verdict:
+def _applies(spec: CheckSpec, facts: HostFacts) -> bool:
+    """Whether the host is one the check is about: its roles (none named: any host) and what its
+    inventory entry must say (a client compared with its gateway needs one)."""
+    return (not spec.roles or spec.applies_to(facts.target.roles)) and spec.applies_to_target(facts.target)
+
+
+def _collected(spec: CheckSpec, facts: HostFacts) -> bool:
+    return all(p in facts.probes for p in spec.needs)
+
+
+def _not_collected(spec: CheckSpec, facts: HostFacts) -> Verdict:
     """Unknown, never pass: the host's probe this check compares was not collected, and why."""
-    why = _missing_reason(facts, (probe,)) or f"probe {probe} was not collected"
-    return Verdict(Status.UNKNOWN, meta.title, (Evidence(WHY_UNKNOWN, why, "collector"),))
+    why = _missing_reason(facts, spec.needs) or f"probe {', '.join(spec.needs)} was not collected"
+    return Verdict(Status.UNKNOWN, spec.title, (Evidence(WHY_UNKNOWN, why, "collector"),))
 
 
 def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
@@ -151,19 +136,21 @@ def evaluate_fleet(reports: Sequence[HostReport]) -> list[HostReport]:
     for report in reports:
         facts = report.facts
         extra: list[CheckResult] = []
-        if Role.CLIENT in facts.target.roles and facts.target.gateway:
-            if "client" in facts.probes:
+        if _applies(SSL_INSPECTION, facts):
+            if _collected(SSL_INSPECTION, facts):
                 gateway = by_name.get(facts.target.gateway.lower())
                 verdict = ssl_inspection(facts, gateway.facts if gateway else None)
             else:
-                verdict = _not_collected(SSL_INSPECTION, facts, "client")
+                verdict = _not_collected(SSL_INSPECTION, facts)
             extra.append(SSL_INSPECTION.result(verdict, host=facts.target.name, endpoint=f"{facts.target.gateway}:443"))
-        if "network" in facts.probes:
-            verdict = dns_mismatch(facts, facts_by_name)
-            if verdict is not None:
-                extra.append(DNS_MISMATCH.result(verdict, host=facts.target.name))
-        elif "network" in facts.planned:  # it would have resolved the inventory's gateway and session hosts
-            extra.append(DNS_MISMATCH.result(_not_collected(DNS_MISMATCH, facts, "network"), host=facts.target.name))
+        if _applies(DNS_MISMATCH, facts):
+            if _collected(DNS_MISMATCH, facts):
+                found = dns_mismatch(facts, facts_by_name)
+                if found is not None:
+                    extra.append(DNS_MISMATCH.result(found, host=facts.target.name))
+            elif all(p in facts.planned for p in DNS_MISMATCH.needs):
+                # It would have resolved the inventory's gateway and session hosts.
+                extra.append(DNS_MISMATCH.result(_not_collected(DNS_MISMATCH, facts), host=facts.target.name))
         if extra:
             report = dataclasses.replace(report, checks=(*report.checks, *extra))
         out.append(report)

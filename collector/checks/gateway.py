@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from collector.certs import thumbprint
-from collector.checks import Check, Verdict, events, failed_steps, not_read
-from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
+from collector.checks import Verdict, events, failed_steps, judges, not_read
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Status
 
 SETTINGS_NOT_READ = "the probe did not report Win32_TSGatewayServerSettings"
 
@@ -30,6 +30,7 @@ def _served_thumbprints(facts: HostFacts) -> list[tuple[str, str]]:
     ]
 
 
+@judges("rdg.cert-binding-mismatch")
 def cert_binding_mismatch(facts: HostFacts) -> Verdict:
     data = facts.probes["gateway"].data
     v = _v(facts, "gateway")
@@ -66,6 +67,7 @@ def cert_binding_mismatch(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "HTTP.sys serves the certificate RD Gateway is configured with", tuple(evidence))
 
 
+@judges("rdg.cert-no-private-key")
 def cert_no_private_key(facts: HostFacts) -> Verdict:
     data = facts.probes["gateway"].data
     cert = data["certificate"]
@@ -95,6 +97,7 @@ def cert_no_private_key(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "The gateway certificate has a usable private key", evidence)
 
 
+@judges("net.udp-3391")
 def udp_3391(facts: HostFacts) -> Verdict:
     data = facts.probes["listeners"].data
     udp = data["udp"]
@@ -112,6 +115,7 @@ def udp_3391(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "RD Gateway listens on UDP 3391", evidence)
 
 
+@judges("rdg.policy-config")
 def policies(facts: HostFacts) -> Verdict:
     """Both kinds of policy must have one enabled. A side that was read and has none refuses every
     connection whatever the other side holds, so it fails even when the other could not be read."""
@@ -153,6 +157,7 @@ def policies(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, f"{len(caps)} CAP(s) and {len(raps)} RAP(s) enabled", evidence)
 
 
+@judges("rdg.iis-trust")
 def iis_trust(facts: HostFacts) -> Verdict:
     apps = facts.probes["gateway"].data["iis_applications"]
     v = _v(facts, "gateway")
@@ -223,6 +228,7 @@ def _truncated(facts: HostFacts, entry: Mapping[str, Any]) -> tuple[Evidence, ..
     return (Evidence("event log read", note, _v(facts, "events")),)
 
 
+@judges("rdg.policy-denied")
 def policy_denied(facts: HostFacts) -> Verdict:
     """Events 201 (CAP) and 301 (RAP) in the window: who was refused, from where, to what, and why."""
     entry = _gateway_log(facts)
@@ -271,6 +277,7 @@ def policy_denied(facts: HostFacts) -> Verdict:
     )
 
 
+@judges("rdg.resource-unreachable")
 def resource_unreachable(facts: HostFacts) -> Verdict:
     """Event 304: the policies allowed the connection, but the gateway could not reach the resource."""
     entry = _gateway_log(facts)
@@ -305,126 +312,3 @@ def resource_unreachable(facts: HostFacts) -> Verdict:
         f"The gateway could not reach {', '.join(by_resource)} ({len(failed)} time(s) in {window})",
         (*evidence, *_truncated(facts, entry)),
     )
-
-
-GW = frozenset({Role.GATEWAY})
-CHECKS = (
-    Check(
-        id="rdg.cert-binding-mismatch",
-        title="HTTP.sys serves the gateway's configured certificate",
-        severity=Severity.CRITICAL,
-        roles=GW,
-        needs=("gateway",),
-        remediation=(
-            "Re-select the certificate in RD Gateway Manager > server Properties > SSL Certificate (this rewrites "
-            "the HTTP.sys binding), or: Set-Item RDS:\\GatewayServer\\SSLCertificate\\Thumbprint -Value THUMBPRINT "
-            "then Restart-Service TSGateway. Check the binding with: netsh http show sslcert ipport=0.0.0.0:443. "
-            "Another product (an IIS site, a VPN portal) rebinding 443 is the usual cause."
-        ),
-        references=("netsh http show sslcert", "Win32_TSGatewayServerSettings.CertHash"),
-        evaluate=cert_binding_mismatch,
-    ),
-    Check(
-        id="rdg.cert-no-private-key",
-        title="The gateway certificate has a usable private key",
-        severity=Severity.CRITICAL,
-        roles=GW,
-        needs=("gateway",),
-        remediation=(
-            "Import the certificate with its private key (PFX) into Local Computer > Personal, then select it in "
-            "RD Gateway Manager. If the key exists but cannot be read, give NETWORK SERVICE read access: "
-            "certlm.msc > the certificate > All Tasks > Manage Private Keys."
-        ),
-        references=("TerminalServices-Gateway events 100, 102, 103",),
-        evaluate=cert_no_private_key,
-    ),
-    Check(
-        id="net.udp-3391",
-        title="RD Gateway UDP transport is listening",
-        severity=Severity.INFO,
-        roles=GW,
-        needs=("listeners",),
-        remediation=(
-            "Informational where TCP works: clients fall back to HTTP (TCP 443). When UDP is on but a firewall or "
-            "SSL-inspecting device drops UDP 3391, clients can fail with 0x904 / 0x7; the article's Fix 1 forces "
-            "TCP on the client (fClientDisableUDP = 1). To enable UDP: RD Gateway Manager > Properties > Transport "
-            "Settings > Enable UDP transport, and allow UDP 3391 in."
-        ),
-        references=("article Fix 1: force TCP", "RDPClient 1102/1103/1105 (UDP multi-transport)"),
-        evaluate=udp_3391,
-    ),
-    Check(
-        id="rdg.policy-config",
-        title="The gateway has enabled CAP and RAP policies",
-        severity=Severity.CRITICAL,
-        roles=GW,
-        needs=("gateway",),
-        remediation=(
-            "RD Gateway Manager > Policies: create or enable a Connection Authorization Policy (who may use the "
-            "gateway) and a Resource Authorization Policy (which computers they may reach, and on which ports). "
-            "Refusals are logged as TerminalServices-Gateway events 201 (CAP) and 301 (RAP)."
-        ),
-        references=("TerminalServices-Gateway 200/201, 300/301",),
-        evaluate=policies,
-    ),
-    Check(
-        id="rdg.iis-trust",
-        title="The gateway's /Rpc and /RpcWithCert applications run at Full trust",
-        severity=Severity.WARNING,
-        roles=GW,
-        needs=("gateway",),
-        remediation=(
-            "RD Gateway's RPC-over-HTTP transport (the /Rpc and /RpcWithCert applications of the Default Web Site, "
-            "%windir%\\System32\\RpcProxy) needs the .NET trust level Full; an IIS hardening baseline that sets Medium "
-            "trust server-wide breaks it. Show the effective level on the gateway:\n"
-            "  Get-WebConfigurationProperty -PSPath 'MACHINE/WEBROOT/APPHOST/Default Web Site/Rpc' "
-            "-Filter system.web/trust -Name level\n"
-            "Set it back for the two applications only (IIS Manager > Default Web Site > Rpc > .NET Trust Levels > "
-            "Full (internal), the same for RpcWithCert), or:\n"
-            "  Set-WebConfigurationProperty -PSPath 'MACHINE/WEBROOT/APPHOST/Default Web Site/Rpc' "
-            "-Filter system.web/trust -Name level -Value Full\n"
-            "Missing applications come back by removing and re-adding the RD Gateway role service."
-        ),
-        references=("MSRD-Diag: RD Gateway IIS trust level", "IIS .NET Trust Levels (system.web/trust)"),
-        evaluate=iis_trust,
-    ),
-    Check(
-        id="rdg.policy-denied",
-        title="No connection refused by the gateway's CAP or RAP (events 201/301)",
-        severity=Severity.WARNING,
-        roles=GW,
-        needs=("events",),
-        remediation=(
-            "Event 201: the user did not meet any connection authorization policy (CAP): in RD Gateway Manager > "
-            "Policies > Connection Authorization Policies, check the user groups (and client computer groups) of the "
-            "enabled CAPs and that the user is a member (Get-ADPrincipalGroupMembership USER), the allowed "
-            "authentication method (password / smart card) and device redirection requirements. With central CAP "
-            "(NPS), check the NPS policies and the Security log of the NPS server (event 6273 gives the reason).\n"
-            "Event 301: the resource is not in a computer group of a RAP that allows this user: Policies > Resource "
-            "Authorization Policies; the name the user typed must match the group (FQDN and NetBIOS names differ "
-            "for RD Gateway-managed groups), and the port must be allowed.\n"
-            "Error 23003 on 201 is the usual 'not in a CAP user group'."
-        ),
-        references=(
-            "TerminalServices-Gateway 201 (AAG_EVENT_NAP_FAILED), 301 (AAG_EVENT_RAP_FAILED)",
-            "mstsc 0x904 / extended 0x7",
-        ),
-        evaluate=policy_denied,
-    ),
-    Check(
-        id="rdg.resource-unreachable",
-        title="The gateway reaches the resources users ask for (event 304)",
-        severity=Severity.WARNING,
-        roles=GW,
-        needs=("events",),
-        remediation=(
-            "The user passed the CAP and RAP but the gateway could not connect to the session host. From the gateway: "
-            "Resolve-DnsName HOST; Test-NetConnection -ComputerName HOST -Port 3389. On the session host: "
-            "Get-Service TermService, netstat -ano | findstr 3389, Remote Desktop allowed (fDenyTSConnections = 0) "
-            "and the 'Remote Desktop' firewall rules enabled. Error 10060 is a timeout (host down or a firewall "
-            "drops it), 10061 a refusal (nothing listens), 11001 a name the gateway cannot resolve."
-        ),
-        references=("TerminalServices-Gateway 304 (AAG_EVENT_CHANNEL_CONNECT_FAILED)",),
-        evaluate=resource_unreachable,
-    ),
-)

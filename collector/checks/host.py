@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from collector.checks import Check, Verdict, failed_steps, not_read
-from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
+from collector.checks import Verdict, failed_steps, judges, not_read
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Status
 
 # Kerberos refuses tickets past 5 minutes of skew (the domain's default MaxClockSkew).
 KERBEROS_TOLERANCE_S = 300
@@ -28,6 +28,7 @@ def clock_skew_s(facts: HostFacts) -> float | None:
     return 0.0 if -probe.duration_s - 1 <= skew <= 1 else skew
 
 
+@judges("host.time-skew")
 def time_skew(facts: HostFacts) -> Verdict:
     probe = facts.probes["host"]
     vantage = f"{facts.target.name} (WinRM probe host) vs. the workstation"
@@ -40,7 +41,7 @@ def time_skew(facts: HostFacts) -> Verdict:
             (Evidence(WHY_UNKNOWN, "the host clock or the receipt time is missing", vantage),),
         )
     evidence = (
-        Evidence("host clock (UTC)", host_now, vantage),
+        Evidence("host clock (UTC)", str(host_now), vantage),
         Evidence("workstation clock at receipt (UTC)", received, vantage),
         Evidence("skew", f"{skew:+.0f} s (host minus workstation)", vantage),
     )
@@ -51,6 +52,7 @@ def time_skew(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "Clock agrees with the workstation", evidence)
 
 
+@judges("host.secure-channel")
 def secure_channel(facts: HostFacts) -> Verdict:
     data = facts.probes["host"].data
     vantage = f"{facts.target.name} (WinRM probe host)"
@@ -73,6 +75,7 @@ def secure_channel(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "The domain secure channel is healthy", evidence)
 
 
+@judges("host.tls-protocols")
 def tls_protocols(facts: HostFacts) -> Verdict:
     settings = facts.probes["host"].data["schannel"]
     vantage = f"{facts.target.name} (WinRM probe host)"
@@ -110,6 +113,7 @@ def tls_protocols(facts: HostFacts) -> Verdict:
 ORACLE = {0: "Force Updated Clients", 1: "Mitigated", 2: "Vulnerable"}
 
 
+@judges("host.credssp-oracle")
 def credssp_oracle(facts: HostFacts) -> Verdict:
     value = facts.probes["host"].data["credssp_oracle"]
     vantage = f"{facts.target.name} (WinRM probe host)"
@@ -123,6 +127,7 @@ def credssp_oracle(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "CredSSP encryption oracle policy is default or Mitigated", evidence)
 
 
+@judges("host.pending-reboot")
 def pending_reboot(facts: HostFacts) -> Verdict:
     reasons = facts.probes["host"].data["pending_reboot"]
     vantage = f"{facts.target.name} (WinRM probe host)"
@@ -132,82 +137,3 @@ def pending_reboot(facts: HostFacts) -> Verdict:
     if reasons:
         return Verdict(Status.WARN, "A reboot is pending", evidence)
     return Verdict(Status.PASS, "No reboot pending", evidence)
-
-
-CHECKS = (
-    Check(
-        id="host.time-skew",
-        title="Host clock within Kerberos tolerance",
-        severity=Severity.CRITICAL,
-        roles=frozenset(Role),
-        needs=("host",),
-        remediation=(
-            "Past 5 minutes of skew Kerberos refuses tickets, so NLA (CredSSP) and the RD Gateway's "
-            "authentication fail; mstsc may only show 0x904 / 0x7.\n"
-            "On the host: w32tm /query /status; w32tm /resync /force\n"
-            "Domain members follow the domain hierarchy (w32tm /config /syncfromflags:domhier /update); "
-            "the PDC emulator needs a reliable external source. If every host shows the same skew, the "
-            "workstation's own clock is the one that is wrong."
-        ),
-        references=("Kerberos MaxClockSkew (5 minutes)", "Security 4625 status 0xC0000133"),
-        evaluate=time_skew,
-    ),
-    Check(
-        id="host.secure-channel",
-        title="Domain secure channel is healthy",
-        severity=Severity.CRITICAL,
-        roles=frozenset(Role),
-        needs=("host",),
-        remediation=(
-            "A broken secure channel makes domain logons (and so NLA and the gateway's authentication) fail "
-            "with 'the trust relationship between this workstation and the primary domain failed'. Repair "
-            "as a domain admin on the host: Test-ComputerSecureChannel -Repair -Credential (Get-Credential), "
-            "or Reset-ComputerMachinePassword; rejoin the domain if that fails."
-        ),
-        references=("article: domain trust", "Test-ComputerSecureChannel"),
-        evaluate=secure_channel,
-    ),
-    Check(
-        id="host.tls-protocols",
-        title="TLS 1.2 is enabled in SCHANNEL",
-        severity=Severity.CRITICAL,
-        roles=frozenset(Role),
-        needs=("host",),
-        remediation=(
-            "Remove the overrides that disable TLS 1.2 under HKLM\\SYSTEM\\CurrentControlSet\\Control\\"
-            "SecurityProviders\\SCHANNEL\\Protocols\\TLS 1.2\\Client and \\Server (Enabled=1, "
-            "DisabledByDefault=0) and reboot. Set SchUseStrongCrypto=1 for .NET. Both ends of every hop "
-            "(client, gateway, session host) must share a protocol."
-        ),
-        references=("Schannel 36871, 36874, 36888",),
-        evaluate=tls_protocols,
-    ),
-    Check(
-        id="host.credssp-oracle",
-        title="CredSSP encryption oracle policy",
-        severity=Severity.WARNING,
-        roles=frozenset(Role),
-        needs=("host",),
-        remediation=(
-            "'Force Updated Clients' (0) refuses unpatched peers and 'Vulnerable' (2) accepts them insecurely. "
-            "Patch every client and server, then use 'Mitigated' (1) or remove the policy: Computer "
-            "Configuration > Administrative Templates > System > Credentials Delegation > Encryption Oracle "
-            "Remediation."
-        ),
-        references=("CVE-2018-0886", "AllowEncryptionOracle"),
-        evaluate=credssp_oracle,
-    ),
-    Check(
-        id="host.pending-reboot",
-        title="No reboot pending",
-        severity=Severity.INFO,
-        roles=frozenset(Role),
-        needs=("host",),
-        remediation=(
-            "Changes to SCHANNEL, CredSSP, certificates bound to services and installed updates may not apply "
-            "until the host restarts: schedule a reboot."
-        ),
-        references=("Component Based Servicing RebootPending", "Windows Update RebootRequired"),
-        evaluate=pending_reboot,
-    ),
-)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from collector.checks import Check, Verdict, failed_steps, not_read
+from collector.checks import Verdict, failed_steps, judges, not_read
 from collector.contract import PROFILE_OF_NETWORK
-from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Role, Severity, Status
+from collector.model import WHY_UNKNOWN, Evidence, HostFacts, Status
 
 SECURITY_LAYERS = {0: "RDP Security Layer (classic, no TLS)", 1: "Negotiate", 2: "SSL (TLS)"}
 
@@ -26,6 +26,7 @@ def _vantage(facts: HostFacts, probe: str) -> str:
     return f"{facts.target.name} (WinRM probe {probe})"
 
 
+@judges("rdp.disabled")
 def rdp_disabled(facts: HostFacts) -> Verdict:
     data = facts.probes["rdp_config"].data
     value, source = _effective(data, "deny_ts_connections")
@@ -55,6 +56,7 @@ def _listing_step(data: Mapping[str, Any], cmdlet: str) -> str:
     return "netstat" if data.get("source") == "netstat" else cmdlet
 
 
+@judges("rdp.not-listening")
 def rdp_not_listening(facts: HostFacts) -> Verdict:
     data = facts.probes["listeners"].data
     port = _rdp_port(facts)
@@ -127,6 +129,7 @@ def _firewall_evidence(
     return shown, tuple(Evidence(r["display_name"] or r["name"], _rule_text(r), v) for r in data["firewall_rules"])
 
 
+@judges("rdp.firewall-closed")
 def rdp_firewall_closed(facts: HostFacts) -> Verdict:
     """Whether Windows Firewall, as enforced, lets TCP in to the RDP port. The profile of each
     connected network decides (a server whose network is taken for Public loses a Domain-only
@@ -193,6 +196,7 @@ def rdp_firewall_closed(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, f"Windows Firewall allows TCP {port} in{where}", evidence)
 
 
+@judges("rdp.nla-disabled")
 def rdp_nla_disabled(facts: HostFacts) -> Verdict:
     data = facts.probes["rdp_config"].data
     value, source = _effective(data, "user_authentication")
@@ -208,6 +212,7 @@ def rdp_nla_disabled(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "Network Level Authentication is required", evidence)
 
 
+@judges("rdp.security-layer")
 def rdp_security_layer(facts: HostFacts) -> Verdict:
     data = facts.probes["rdp_config"].data
     value, source = _effective(data, "security_layer")
@@ -229,6 +234,7 @@ def rdp_security_layer(facts: HostFacts) -> Verdict:
     return Verdict(Status.PASS, "The listener requires TLS", evidence)
 
 
+@judges("rdp.port-nondefault")
 def rdp_port_nondefault(facts: HostFacts) -> Verdict:
     port = facts.probes["rdp_config"].data.get("port_number")
     if port is None and (why := failed_steps(facts, "rdp_config", "registry")):
@@ -253,7 +259,7 @@ BROAD_GROUPS = {
 
 
 def _is_broad(sid: str | None) -> bool:
-    return bool(sid) and (sid in BROAD_GROUPS or (sid.startswith("S-1-5-21-") and sid.endswith("-513")))
+    return sid is not None and (sid in BROAD_GROUPS or (sid.startswith("S-1-5-21-") and sid.endswith("-513")))
 
 
 def _principal(p: Mapping[str, Any]) -> str:
@@ -262,6 +268,7 @@ def _principal(p: Mapping[str, Any]) -> str:
     return p["account"] or p["sid"] or "?"
 
 
+@judges("rdp.user-rights")
 def user_rights(facts: HostFacts) -> Verdict:
     rights = facts.probes["rdp_config"].data["user_rights"]
     v = _vantage(facts, "rdp_config")
@@ -319,6 +326,7 @@ LICENSING_TYPES = {
 }
 
 
+@judges("rdp.licensing")
 def licensing(facts: HostFacts) -> Verdict:
     lic = facts.probes["rdp_config"].data["licensing"]
     v = _vantage(facts, "rdp_config")
@@ -366,156 +374,3 @@ def licensing(facts: HostFacts) -> Verdict:
     return Verdict(
         Status.WARN, f"RD Licensing is not configured ({what}); the grace period could not be read", evidence
     )
-
-
-SH = frozenset({Role.SESSION_HOST})
-CHECKS = (
-    Check(
-        id="rdp.disabled",
-        title="Remote Desktop connections are allowed",
-        severity=Severity.CRITICAL,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "A policy value wins over the local one. If Group Policy sets it, change the GPO: Computer "
-            "Configuration > Administrative Templates > Windows Components > Remote Desktop Services > Remote "
-            "Desktop Session Host > Connections > 'Allow users to connect remotely by using Remote Desktop "
-            "Services' = Enabled, then gpupdate /force. Find the GPO with: gpresult /h gpresult.html.\n"
-            "Locally: System Properties > Remote > 'Allow remote connections to this computer', or\n"
-            "  Set-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server' -Name fDenyTSConnections "
-            "-Value 0"
-        ),
-        references=("mstsc extended 0x7: the server denied the connection", "fDenyTSConnections"),
-        evaluate=rdp_disabled,
-    ),
-    Check(
-        id="rdp.not-listening",
-        title="TermService listens on the RDP port",
-        severity=Severity.CRITICAL,
-        roles=SH,
-        needs=("listeners",),
-        remediation=(
-            "On the session host: netstat -ano | findstr 3389 (the article's check). Nothing listening: "
-            "start TermService (Get-Service TermService). A listener that fails to start logs "
-            "TerminalServices-RemoteConnectionManager events 1057/1058 (certificate) in the System log; "
-            'another process on the port shows in the PID column (tasklist /svc /fi "PID eq N").'
-        ),
-        references=("netstat -ano | findstr 3389", "System log TermService 1057, 1058"),
-        evaluate=rdp_not_listening,
-    ),
-    Check(
-        id="rdp.firewall-closed",
-        title="Windows Firewall allows the RDP port in",
-        severity=Severity.CRITICAL,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "Enable-NetFirewallRule -DisplayGroup 'Remote Desktop' (or the GPO that manages the firewall), "
-            "and check network firewalls between clients, the gateway and this host: from the gateway, "
-            "Test-NetConnection -ComputerName HOST -Port 3389.\n"
-            "All incoming connections blocked on the network's profile (Windows Security > Firewall & network "
-            "protection > the profile > 'Blocks all incoming connections, including those in the list of "
-            "allowed apps'): "
-            "Set-NetFirewallProfile -Name Public -AllowInboundRules True, or the GPO's Windows Defender "
-            "Firewall with Advanced Security > Properties > the profile's tab > Inbound connections.\n"
-            "A rule for the Domain profile only, on a network taken for Public or Private: "
-            "Get-NetConnectionProfile shows the category; a domain member's network becomes "
-            "DomainAuthenticated once it reaches a domain controller on it (check DNS and the DC, then "
-            "Restart-Service NlaSvc -Force), or let the rule apply there: "
-            "Set-NetFirewallRule -DisplayGroup 'Remote Desktop' -Profile Domain,Private.\n"
-            "Group Policy that ignores the host's own rules ('Apply local firewall rules: No') must carry "
-            "the Remote Desktop rule itself; what is shown here is the enforced set."
-        ),
-        references=(
-            "Test-NetConnection -Port 3389",
-            "Remote Desktop firewall group @FirewallAPI.dll,-28752",
-            "Get-NetFirewallProfile -PolicyStore ActiveStore",
-            "Get-NetConnectionProfile",
-        ),
-        evaluate=rdp_firewall_closed,
-    ),
-    Check(
-        id="rdp.nla-disabled",
-        title="Network Level Authentication is required",
-        severity=Severity.WARNING,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "NLA authenticates the user before a session is created (CredSSP). Turn it on: System Properties > "
-            "Remote > 'Allow connections only from computers running Remote Desktop with Network Level "
-            "Authentication', or GPO 'Require user authentication for remote connections by using Network Level "
-            "Authentication'. Clients then need CredSSP and a reachable domain controller; a client that cannot "
-            "do NLA fails to connect instead of seeing the logon screen."
-        ),
-        references=("UserAuthentication", "Win32_TSGeneralSetting.UserAuthenticationRequired"),
-        evaluate=rdp_nla_disabled,
-    ),
-    Check(
-        id="rdp.security-layer",
-        title="The listener requires TLS",
-        severity=Severity.WARNING,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "Set the security layer to SSL (2): GPO 'Require use of specific security layer for remote (RDP) "
-            "connections' = SSL, or Set-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Terminal Server\\"
-            "WinStations\\RDP-Tcp' -Name SecurityLayer -Value 2. The listener then needs a valid certificate "
-            "(Win32_TSGeneralSetting.SSLCertificateSHA1Hash)."
-        ),
-        references=("SecurityLayer 0/1/2", "MS-RDPBCGR RDP_NEG_REQ"),
-        evaluate=rdp_security_layer,
-    ),
-    Check(
-        id="rdp.port-nondefault",
-        title="RDP uses the default port",
-        severity=Severity.INFO,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "A non-default port must be open on every firewall on the path and named in clients' connections "
-            "(host:port) and the gateway's RAP (allowed ports). If that was not intended, set RDP-Tcp PortNumber "
-            "back to 3389 and restart TermService."
-        ),
-        references=("RDP-Tcp PortNumber",),
-        evaluate=rdp_port_nondefault,
-    ),
-    Check(
-        id="rdp.user-rights",
-        title="Remote Desktop users hold the right to log on through Remote Desktop Services",
-        severity=Severity.CRITICAL,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "Members of a group that lacks 'Allow log on through Remote Desktop Services', or that 'Deny log on "
-            "through Remote Desktop Services' names, are refused after authenticating (mstsc: 'the connection was "
-            "denied because the user account is not authorized for remote login', extended reason 9; Security 4625 "
-            "with status 0xC000015B). See where it is set: gpresult /h gpresult.html (Computer Details > Settings > "
-            "User Rights Assignment), or secpol.msc > Local Policies > User Rights Assignment. Fix it in the GPO "
-            "that sets it (Computer Configuration > Policies > Windows Settings > Security Settings > Local "
-            "Policies > User Rights Assignment): Allow = Administrators, Remote Desktop Users; keep broad groups out "
-            "of Deny; then gpupdate /force. Users also need to be in Remote Desktop Users: "
-            "Get-LocalGroupMember -Group 'Remote Desktop Users'."
-        ),
-        references=("SeRemoteInteractiveLogonRight / SeDenyRemoteInteractiveLogonRight", "Security 4625 0xC000015B"),
-        evaluate=user_rights,
-    ),
-    Check(
-        id="rdp.licensing",
-        title="RD Licensing is configured",
-        severity=Severity.CRITICAL,
-        roles=SH,
-        needs=("rdp_config",),
-        remediation=(
-            "An RD Session Host needs a licensing mode and a license server once its grace period (120 days from "
-            "installing the role) is over; then it refuses connections (mstsc extended reasons 0x100-0x10A; "
-            "'no Remote Desktop license servers available'). Set both with Group Policy: Computer Configuration > "
-            "Administrative Templates > Windows Components > Remote Desktop Services > Remote Desktop Session Host "
-            "> Licensing > 'Set the Remote Desktop licensing mode' (Per User or Per Device, as your CALs) and 'Use "
-            "the specified Remote Desktop license servers'; in a deployment: Set-RDLicenseConfiguration -Mode PerUser "
-            "-LicenseServer LS.corp.example -ConnectionBroker CB.corp.example. Check with the RD Licensing "
-            "Diagnoser (lsdiag.msc)."
-        ),
-        references=("Win32_TerminalServiceSetting.LicensingType", "GetGracePeriodDays", "RD Licensing Diagnoser"),
-        evaluate=licensing,
-    ),
-)

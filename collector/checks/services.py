@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from collector.checks import Check, Verdict
-from collector.model import Evidence, HostFacts, Role, Severity, Status
+from collector.checks import Verdict, judges
+from collector.model import Evidence, HostFacts, Role, Status
 
 SESSION_HOST_SERVICES = ("TermService", "UmRdpService", "SessionEnv")
 GATEWAY_SERVICES = ("TSGateway", "W3SVC", "IAS")
@@ -71,59 +71,11 @@ def _judge(facts: HostFacts, required: Sequence[str], optional: Sequence[str], r
     return Verdict(Status.PASS, f"The {role_name} services are running", evidence)
 
 
+@judges("rdp.service-stopped")
 def rdp_service_stopped(facts: HostFacts) -> Verdict:
     return _judge(facts, required=("TermService",), optional=("UmRdpService", "SessionEnv"), role_name="session host")
 
 
+@judges("rdg.service-stopped")
 def rdg_service_stopped(facts: HostFacts) -> Verdict:
     return _judge(facts, required=("TSGateway",), optional=("W3SVC", "IAS"), role_name="gateway")
-
-
-CHECKS = (
-    Check(
-        id="rdp.service-stopped",
-        title="Remote Desktop Services (TermService) is running",
-        severity=Severity.CRITICAL,
-        roles=frozenset({Role.SESSION_HOST}),
-        needs=("services",),
-        remediation=(
-            "On the session host, in an elevated PowerShell:\n"
-            "  Get-Service -Name TermService, UmRdpService, SessionEnv\n"
-            "  Set-Service -Name TermService -StartupType Manual   # if it was Disabled\n"
-            "  Start-Service -Name TermService\n"
-            "If it stops again, read why: Get-WinEvent -FilterHashtable @{LogName='System'; "
-            "ProviderName='Service Control Manager'; Id=7000,7001,7023,7024,7031,7034} -MaxEvents 20\n"
-            "and check that nothing else holds the RDP port: netstat -ano | findstr 3389\n"
-            "GUI: services.msc > Remote Desktop Services > Start."
-        ),
-        references=(
-            "mstsc 0x904 / extended 0x7: the server denied the connection",
-            "System log 7023, 7034",
-            "TermService 1057, 1058",
-        ),
-        evaluate=rdp_service_stopped,
-    ),
-    Check(
-        id="rdg.service-stopped",
-        title="Remote Desktop Gateway (TSGateway) is running",
-        severity=Severity.CRITICAL,
-        roles=frozenset({Role.GATEWAY}),
-        needs=("services",),
-        remediation=(
-            "On the gateway, in an elevated PowerShell:\n"
-            "  Get-Service -Name TSGateway, W3SVC, IAS\n"
-            "  Start-Service -Name TSGateway\n"
-            "TSGateway logs certificate problems at start (Microsoft-Windows-TerminalServices-Gateway/"
-            "Operational events 100, 102, 103): a gateway whose SSL certificate is missing or expired "
-            "will not serve clients. IAS (NPS) only matters when the gateway uses its local NPS for "
-            "connection authorization policies.\n"
-            "GUI: services.msc > Remote Desktop Gateway > Start; RD Gateway Manager shows the "
-            "certificate state."
-        ),
-        references=(
-            "mstsc 0x904 / extended 0x7 through an RD Gateway",
-            "TerminalServices-Gateway/Operational 100, 102, 103",
-        ),
-        evaluate=rdg_service_stopped,
-    ),
-)

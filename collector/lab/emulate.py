@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
+import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,11 +23,46 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from collector import contract
-from collector.certs import thumbprint
-from collector.checks.client import TLS_AGENTS
+from collector import contract, scripts
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def thumbprint(der: bytes) -> str:
+    """How Windows names a certificate: SHA-1 of its DER, upper-case hex (an identifier, not security)."""
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+
+
+# One parameter of a probe's param() block, declared on its own line with a literal default:
+# [type]$Name = 'text', = 42 or = @(...) of those.
+_PARAMETER = re.compile(r"\$(?P<name>\w+)\s*=\s*(?P<value>@\(.*\)|'(?:[^']|'')*'|-?\d+)\s*,?\s*$")
+_ITEM = re.compile(r"'(?:[^']|'')*'|-?\d+")
+
+
+def _literal(text: str) -> Any:
+    if text.startswith("@("):
+        return [_literal(item) for item in _ITEM.findall(text[2:-1])]
+    if text.startswith("'"):
+        return text[1:-1].replace("''", "'")
+    return int(text)
+
+
+@functools.cache
+def probe_defaults(probe: str) -> dict[str, Any]:
+    """The defaults the probe's own ``param()`` block declares: what the script uses for a
+    parameter nobody sends, read from the script the collector sends (not from the collector)."""
+    lines = scripts.load(probe).text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("param("))
+    defaults: dict[str, Any] = {}
+    if lines[start].strip() == "param()":
+        return defaults
+    for line in lines[start + 1 :]:
+        if line.strip() == ")":
+            break
+        match = _PARAMETER.search(line)
+        if match:
+            defaults[match["name"]] = _literal(match["value"])
+    return defaults
 
 
 @dataclass(frozen=True)
@@ -235,7 +273,7 @@ def baseline(probe: str, name: str, roles: Sequence[str]) -> dict[str, Any]:
             ],
             "gateway_tls": None,
             "trusted_roots": [],
-            "agents_checked": list(TLS_AGENTS),
+            "agents_checked": list(probe_defaults("client")["AgentProcesses"]),
             "agents": [],
         }
     if probe == "user_credentials":

@@ -6,12 +6,11 @@
 - ``RdpListenerServer``: answers the X.224 Connection Request the way Windows does for its
   ``SecurityLayer`` / ``UserAuthentication`` settings (or with a forced RDP_NEG_FAILURE code),
   then TLS with a chosen chain on the same socket when TLS or CredSSP was selected.
-- ``RawServer``: a plain TCP server that answers with fixed bytes (garbage) or never answers
-  (a silent peer, for timeouts).
 
-All bind to loopback port 0, serve each connection on its own thread, and stop promptly (open
-connections are shut down). Use like ``collector.lab.wsman.WSManServer``: ``start()``/``stop()``,
-``port``, or as a context manager. Chains come from ``collector.lab.pki.variant_chain``.
+Both bind to loopback port 0, serve each connection on its own thread, and stop promptly (open
+connections are shut down): ``LoopbackServer`` does that for any endpoint whose ``handle`` answers
+one connection. Use like ``collector.lab.wsman.WSManServer``: ``start()``/``stop()``, ``port``, or
+as a context manager. Chains come from ``collector.lab.pki.variant_chain``.
 """
 
 from __future__ import annotations
@@ -27,17 +26,19 @@ import threading
 from collections.abc import Sequence
 from typing import Self
 
-from collector.probes.rdp import (
-    PROTOCOL_HYBRID,
-    PROTOCOL_HYBRID_EX,
-    PROTOCOL_RDP,
-    PROTOCOL_SSL,
-    TLS_PROTOCOLS,
-)
-
 log = logging.getLogger(__name__)
 
-_IO_TIMEOUT_S = 5.0  # a lab connection that stalls longer than this is dropped
+IO_TIMEOUT_S = 5.0  # a lab connection that stalls longer than this is dropped
+
+# requestedProtocols / selectedProtocol flags of RDP_NEG_REQ and RDP_NEG_RSP (MS-RDPBCGR 2.2.1.1.1,
+# 2.2.1.2.1), as the listener reads and answers them: the lab's own copy, so that the listener is a
+# peer of the collector's RDP probe rather than an echo of it.
+PROTOCOL_RDP = 0x00
+PROTOCOL_SSL = 0x01
+PROTOCOL_HYBRID = 0x02
+PROTOCOL_HYBRID_EX = 0x08
+TLS_PROTOCOLS = frozenset({PROTOCOL_SSL, PROTOCOL_HYBRID, PROTOCOL_HYBRID_EX})
+"""Selected protocols after which the connection continues with a TLS handshake."""
 
 
 def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
@@ -59,7 +60,7 @@ def server_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     return context
 
 
-class _LoopbackServer:
+class LoopbackServer:
     """Accept loop on its own thread, one thread per connection, prompt stop."""
 
     kind = "endpoint"
@@ -139,7 +140,7 @@ class _LoopbackServer:
             if self._stopping.is_set():  # the wake-up from stop()
                 conn.close()
                 return
-            conn.settimeout(_IO_TIMEOUT_S)
+            conn.settimeout(IO_TIMEOUT_S)
             with self._lock:
                 self.accepted += 1
                 self._conns.add(conn)
@@ -167,7 +168,7 @@ class _LoopbackServer:
             self._conns.add(new)
 
     def handle(self, conn: socket.socket) -> None:
-        """Answer one accepted connection: each endpoint kind (gateway, RDP listener, raw) defines it."""
+        """Answer one accepted connection: each endpoint kind (gateway, RDP listener) defines it."""
         raise NotImplementedError(f"{type(self).__name__} does not answer connections")
 
 
@@ -191,7 +192,7 @@ def _drain_until_closed(conn: socket.socket) -> None:
 # --- RD Gateway 443 ------------------------------------------------------------------------------
 
 
-class GatewayServer(_LoopbackServer):
+class GatewayServer(LoopbackServer):
     """An RD Gateway's TLS listener: a chosen chain, and the HTTP transport's pre-logon answers."""
 
     kind = "gateway"
@@ -316,7 +317,7 @@ def requested_protocols(request: bytes) -> int | None:
     return None
 
 
-class RdpListenerServer(_LoopbackServer):
+class RdpListenerServer(LoopbackServer):
     """A session host's RDP listener up to the end of the TLS handshake."""
 
     kind = "rdp-listener"
@@ -364,28 +365,3 @@ class RdpListenerServer(_LoopbackServer):
         # CredSSP (NLA) or the MCS connect would follow; the probe stops after the handshake.
         _drain_until_closed(tls)
         tls.close()
-
-
-# --- plain TCP peers -----------------------------------------------------------------------------
-
-
-class RawServer(_LoopbackServer):
-    """A TCP peer that is not what the probe expects: it sends ``reply`` (after reading the client's
-    first bytes when ``wait_for_client``) and closes, or with ``reply=None`` never answers."""
-
-    kind = "raw"
-
-    def __init__(
-        self, reply: bytes | None, *, wait_for_client: bool = True, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        super().__init__(host, port)
-        self.reply = reply
-        self.wait_for_client = wait_for_client
-
-    def handle(self, conn: socket.socket) -> None:
-        if self.reply is None:
-            self._stopping.wait(_IO_TIMEOUT_S)  # silent until stopped: the probe must time out
-            return
-        if self.wait_for_client:
-            conn.recv(4096)
-        conn.sendall(self.reply)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -283,22 +284,47 @@ def _answer(host: ScenarioHost, view: LabView, probe: str, parameters: Mapping[s
     )
 
 
-def check_answers(host: ScenarioHost, view: LabView) -> None:
-    """Answer every probe the collector will ask this host for, once, before serving it: a
-    scenario whose data breaks a probe schema fails at start, naming host, probe and field."""
-    from collector.model import HostTarget, Role
-    from collector.runner import RunOptions, plan
+# The probes a lab host answers for each of its roles; every host also answers "host" and
+# "events", and "network" when it has a gateway or session hosts to reach. The lab's own statement
+# of what it serves (what the collector asks for is the collector's business).
+ROLE_PROBES: Mapping[str, tuple[str, ...]] = {
+    "client": ("client", "user_credentials"),
+    "gateway": ("services", "listeners", "gateway"),
+    "session_host": ("services", "listeners", "rdp_config"),
+}
 
-    target = HostTarget(
-        name=host.name,
-        address=host.name,
-        roles=tuple(Role(r) for r in host.roles),
-        gateway=host.gateway,
-        session_hosts=host.session_hosts,
-    )
-    for call in plan(target, RunOptions(user_context=True)):
+
+def probe_calls(host: ScenarioHost) -> list[tuple[str, dict[str, Any]]]:
+    """Each probe this host answers, with parameters that bring out all of its scenario data: the
+    defaults of the probe's own param() block, then the services the host has, the gateway and
+    session hosts it reaches and the event logs and IDs it has events for."""
+    targets = ([f"{host.gateway}:443"] if host.gateway else []) + [f"{s}:3389" for s in host.session_hosts]
+    probes = ["host", *dict.fromkeys(p for role in host.roles for p in ROLE_PROBES[role])]
+    probes += ["network"] if targets else []
+    probes += ["events"]
+    ids: dict[str, list[int]] = {}
+    for event in host.events:
+        ids.setdefault(event["log"], []).append(event["id"])
+    oldest_hours = max((math.ceil(e["minutes_ago"] / 60) for e in host.events), default=0)
+    services = [*emulate.probe_defaults("services")["Names"], *(s["name"] for s in host.services)]
+    given: dict[str, dict[str, Any]] = {
+        "services": {"Names": list(dict.fromkeys(services))},
+        "client": {"GatewayName": host.gateway},
+        "network": {"Targets": targets},
+        "events": {
+            "Queries": [f"{log}={','.join(str(i) for i in dict.fromkeys(found))}" for log, found in ids.items()],
+            "SinceHours": max(emulate.probe_defaults("events")["SinceHours"], oldest_hours),
+        },
+    }
+    return [(probe, {**emulate.probe_defaults(probe), **given.get(probe, {})}) for probe in probes]
+
+
+def check_answers(host: ScenarioHost, view: LabView) -> None:
+    """Answer every probe this host answers, once, before serving it: a scenario whose data breaks
+    a probe schema fails at start, naming host, probe and field."""
+    for probe, parameters in probe_calls(host):
         try:
-            _answer(host, view, call.probe, call.parameters)
+            _answer(host, view, probe, parameters)
         except (contract.ContractError, KeyError) as exc:
             raise ScenarioError(f"host {host.name}: {exc}") from None
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from collector.lab.fleet import LabFleet, load_scenario
-from collector.lab.kdc import LabRealm
 from tests.kerberos.domain import PASSWORD, join_domain, start_realm
+from tests.support.kdc import LabRealm
 
 
 @pytest.fixture(scope="module")

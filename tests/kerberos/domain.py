@@ -14,8 +14,8 @@ from typing import Any
 from collector import inventory
 from collector.credentials import Secret, resolve
 from collector.lab.fleet import PASSWORD_ENV, LabFleet, load_scenario
-from collector.lab.kdc import LabRealm
 from collector.lab.wsman import KerberosService, WSManServer
+from tests.support.kdc import LabRealm
 
 PASSWORD = "lab-Kerb3ros-Pa55"  # one account, one password: NTLM and Kerberos alike
 USER = "collector@LAB.TEST"  # the user principal name of the lab's LAB\\collector

@@ -17,11 +17,11 @@ import pytest
 from collector import inventory, runner
 from collector.credentials import Secret
 from collector.lab.fleet import LAB_USER, LabFleet
-from collector.lab.kdc import LabRealm
 from collector.lab.wsman import InvocationResult, KerberosService, Logon, WSManServer
 from collector.model import CollectionFailure, HostReport, HostTarget, Status
 from collector.winrm import HostSession
 from tests.kerberos.domain import PASSWORD, USER, domain_inventory, passwords
+from tests.support.kdc import LabRealm
 
 pytestmark = [pytest.mark.lab, pytest.mark.peer, pytest.mark.timeout(60)]
 

@@ -9,7 +9,6 @@ from gssapi.raw.misc import GSSError
 from pypsrp.exceptions import AuthenticationError
 
 from collector import inventory
-from collector.lab import kdc
 from collector.model import CollectionFailure, HostTarget, Role
 from collector.winrm import (
     KRB5_REALM_UNKNOWN,
@@ -22,6 +21,7 @@ from collector.winrm import (
     kerberos_failure,
     spn_of,
 )
+from tests.support import kdc
 
 DOMAIN = """\
 defaults:

@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives import serialization
 from collector import certs
 from collector.checks import certs as cert_checks
 from collector.checks import endpoints as ep
-from collector.lab.endpoints import GatewayServer, RawServer, RdpListenerServer
+from collector.lab.endpoints import GatewayServer, RdpListenerServer
 from collector.lab.pki import VARIANTS, LabPKI
 from collector.model import Status
 from collector.probes.rdg_http import probe_rdg_http
 from collector.probes.rdp import PROTOCOL_HYBRID, PROTOCOL_SSL, probe_rdp
 from collector.probes.tls import probe_tls
 from tests.cert_variants import CERT_CHECK_IDS, EXPECTED_PROBLEMS
+from tests.support.raw_peer import RawServer
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
 

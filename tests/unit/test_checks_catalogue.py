@@ -348,7 +348,8 @@ def test_catalogue_ids_are_unique_and_documented() -> None:
     ids = [c.id for c in catalogue]
     assert len(ids) == len(set(ids))
     for check in catalogue:
-        assert check.remediation and check.references and check.roles and check.needs, check.id
+        spec = check.spec
+        assert spec.remediation and spec.references and spec.roles and spec.needs, check.id
 
 
 def test_rules_list_every_id_once_with_its_vantage_points() -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 
 from collector import checks
-from collector.checks.host import CHECKS
 from collector.model import HostFacts, HostTarget, ProbeResult, Role, Status
 from tests.builders import host_probe
 
 
 def skew_result(probe: ProbeResult):
     f = HostFacts(target=HostTarget(name="h1", address="h1", roles=(Role.CLIENT,)), probes={"host": probe})
-    return next(r for r in checks.evaluate(f, CHECKS) if r.id == "host.time-skew")
+    return next(r for r in checks.evaluate(f, checks.registry().of_file("host")) if r.id == "host.time-skew")
 
 
 @pytest.mark.parametrize(

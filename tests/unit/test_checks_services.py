@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from collector import checks
-from collector.checks.services import CHECKS as SERVICE_CHECKS
 from collector.model import CollectionFailure, CollectionProblem, ProbeError, ProbeResult, Role, Status
 from tests.builders import facts, service
 
+SERVICE_CHECKS = checks.registry().of_file("services")
 SH = (Role.SESSION_HOST,)
 GW = (Role.GATEWAY,)
 

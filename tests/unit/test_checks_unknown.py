@@ -786,12 +786,12 @@ def test_every_host_check_has_its_probe_failure_case_and_every_opt_in_probe_its_
     assert set(table) == {check.id for check in catalogue()}
     for check in catalogue():
         role, probe = table[check.id]
-        assert Role(role) in check.roles and probe in check.needs, check.id
+        assert Role(role) in check.spec.roles and probe in check.spec.needs, check.id
     opt_in = {(check_id, probe, flag) for check_id, _, probe, flag in OPT_IN}
     assert opt_in == {
         (check.id, probe, OPT_IN_PROBES[probe])
         for check in catalogue()
-        for probe in check.needs
+        for probe in check.spec.needs
         if probe in OPT_IN_PROBES
     }
 
@@ -828,9 +828,9 @@ def test_a_check_that_cannot_judge_its_facts_is_unknown_and_the_others_stand() -
     def unreadable(facts: HostFacts) -> object:
         raise ValueError("Invalid isoformat string: ' '")
 
-    results = {r.id: r for r in evaluate(facts, [dataclasses.replace(skew, evaluate=unreadable), stopped])}
+    results = {r.id: r for r in evaluate(facts, [dataclasses.replace(skew, judge=unreadable), stopped])}
     assert results["host.time-skew"].status is Status.UNKNOWN
     assert why_unknown(results["host.time-skew"]) == (
-        f"{skew.title} | the check could not judge these facts (ValueError: Invalid isoformat string: ' ')"
+        f"{skew.spec.title} | the check could not judge these facts (ValueError: Invalid isoformat string: ' ')"
     )
     assert results["rdp.service-stopped"].status is Status.PASS

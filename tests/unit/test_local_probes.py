@@ -12,7 +12,6 @@ import pytest
 
 from collector.lab.endpoints import (
     GatewayServer,
-    RawServer,
     connection_confirm,
     decide,
     requested_protocols,
@@ -38,6 +37,7 @@ from collector.probes.rdp import (
 )
 from collector.probes.tcp import probe_tcp
 from collector.probes.tls import probe_tls
+from tests.support.raw_peer import RawServer
 
 pytestmark = pytest.mark.timeout(30)
 

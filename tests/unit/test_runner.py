@@ -158,3 +158,36 @@ def test_what_on_host_done_returns_is_what_the_run_keeps() -> None:
     reports = runner.run_hosts([target("small"), target("whole")], {}, collect=collect, on_host_done=on_host_done)
     assert reports[0] is kept["small"]
     assert reports[1] is not kept["whole"] and len(reports[1].checks) > 1  # None keeps the report itself
+
+
+def test_a_worker_that_fails_outright_costs_its_host_only() -> None:
+    """An exception no handler foresaw (a defect, or a host's answer nobody imagined) becomes that
+    host's collect.bad-output, with what it had gathered kept; the run goes on."""
+
+    def collect(t, password, progress, options):
+        progress.add_probe(host_probe())
+        if t.name == "broken":
+            raise OverflowError("int too large to convert to float")
+        return HostFacts(target=t, probes=progress.snapshot()[0], planned=("host",))
+
+    reports = runner.run_hosts([target("a"), target("broken")], {}, collect=collect, abandoned_grace_s=0)
+    broken = reports[1]
+    assert [(p.kind, p.probe) for p in broken.facts.problems] == [(CollectionFailure.BAD_OUTPUT, "")]
+    reason = broken.facts.problems[0].reason
+    assert reason.startswith("collection stopped on an unexpected error (OverflowError: int too large")
+    assert set(broken.facts.probes) == {"host"}  # what was read before it is kept
+    assert (broken.checks[0].id, broken.checks[0].status) == ("collect.bad-output", Status.FAIL)
+    assert reports[0].facts.problems == ()
+
+
+def test_judging_that_fails_as_a_whole_is_the_host_s_result(monkeypatch) -> None:
+    def broken(facts):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(runner.checks, "evaluate", broken)
+    report = runner.judge(HostFacts(target=target("a"), probes={"host": host_probe()}))
+    assert [c.id for c in report.checks] == ["collect.bad-output"]
+    assert report.checks[0].evidence[0].value == (
+        "the collector could not judge this host's facts (RecursionError: maximum recursion depth exceeded)"
+    )
+    assert set(report.facts.probes) == {"host"}
