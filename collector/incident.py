@@ -36,7 +36,7 @@ from collector.model import (
     HostReport,
     IncidentPath,
     PathEvent,
-    PathHop,
+    PathStep,
     Role,
     Status,
 )
@@ -577,8 +577,8 @@ def _decide_events(
 
 def _hop(
     key: str, names: Mapping[str, str], host: str, status: Status, finding: str, evidence: Sequence[Evidence]
-) -> PathHop:
-    return PathHop(key, STEPS[key].format(**names), host, status, finding, tuple(evidence))
+) -> PathStep:
+    return PathStep(key, STEPS[key].format(**names), host, status, finding, tuple(evidence))
 
 
 def _path(
@@ -607,7 +607,7 @@ def _path(
     session_logs = (ev.RCM_LOG, ev.LSM_LOG, ev.RDPCORE_LOG, ev.SECURITY_LOG)
     at_host = [p for p in _placed(host, session_logs, start, end) if p.key in HOP_EVENTS["session-logon"] and via(p)]
 
-    hops: list[PathHop] = []
+    hops: list[PathStep] = []
     statics = {
         "client-dns": lambda: _static_dns(client, gateway.name),
         "client-tcp": lambda: _static_tcp(client, gateway.name),

@@ -282,7 +282,7 @@ class PathEvent:
 
 
 @dataclass(frozen=True)
-class PathHop:
+class PathStep:
     """One step a connection takes from the client to the session host, and what decided its status.
 
     ``key`` names the step (client-dns, client-tcp, client-udp, client-tls, gateway-cap,
@@ -320,12 +320,12 @@ class IncidentPath:
     window_start: str
     window_end: str
     symptom: str  # what the client recorded, in words
-    hops: Sequence[PathHop]
+    hops: Sequence[PathStep]
     timeline: Sequence[PathEvent] = ()
     clocks: Sequence[HostClock] = ()
 
     @property
-    def first_broken(self) -> PathHop | None:
+    def first_broken(self) -> PathStep | None:
         return next((hop for hop in self.hops if hop.status is Status.FAIL), None)
 
     @property
@@ -485,7 +485,7 @@ def _path_from_dict(d: Mapping[str, Any]) -> IncidentPath:
         window_end=d["window_end"],
         symptom=d.get("symptom", ""),
         hops=tuple(
-            PathHop(
+            PathStep(
                 key=h["key"],
                 step=h["step"],
                 host=h["host"],

@@ -49,7 +49,7 @@ from collector.model import (
     HostReport,
     IncidentPath,
     NotJudged,
-    PathHop,
+    PathStep,
     ProbeError,
     Role,
     RunReport,
@@ -250,10 +250,10 @@ class Headline:
     check: CheckResult | None = None  # the finding behind the text
     elsewhere: str = ""  # the host the finding is on, when it is not this page's host
     incident: IncidentPath | None = None  # the connection that stops, when that is the headline
-    hop: PathHop | None = None  # where it stops, with the evidence that decided it
+    hop: PathStep | None = None  # where it stops, with the evidence that decided it
 
 
-def incident_headline(incident: IncidentPath, hop: PathHop, here: str = "") -> Headline:
+def incident_headline(incident: IncidentPath, hop: PathStep, here: str = "") -> Headline:
     """A connection that stops: whose, to where, at which host and step."""
     at = "here" if here and hop.host.lower() == here.lower() else f"at {hop.host}"
     text = f"{incident.client}'s connection to {incident.session_host} stops {at}: {HOP_NAMES.get(hop.key, hop.key)}"

@@ -266,3 +266,41 @@ def test_an_old_libexpat_is_named_and_a_current_one_is_not() -> None:
     warning = wire.expat_problem("expat_2.5.0")
     assert warning is not None and warning.startswith("this Python's libexpat 2.5.0 predates 2.7.0 (CVE-2024-8176)")
     assert wire.expat_problem("something else") is None  # a version it cannot read: no false alarm
+
+
+class _Captured(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("auth", "transport", "allow_ntlm", "expected"),
+    [
+        ("negotiate", "http", None, {"auth": "kerberos"}),  # Negotiate without its NTLM fallback
+        ("negotiate", "http", True, {"auth": "negotiate"}),
+        ("negotiate", "https", None, {"auth": "negotiate"}),
+        ("credssp", "https", None, {"auth": "credssp", "credssp_auth_mechanism": "auto"}),
+        ("credssp", "https", False, {"auth": "credssp", "credssp_auth_mechanism": "kerberos"}),
+    ],
+)
+def test_what_the_session_asks_pypsrp_for(
+    monkeypatch: pytest.MonkeyPatch, auth: str, transport: str, allow_ntlm: bool | None, expected: dict[str, str]
+) -> None:
+    seen: dict[str, object] = {}
+
+    def capture(**kwargs: object) -> None:
+        seen.update(kwargs)
+        raise _Captured
+
+    monkeypatch.setattr(winrm, "WSMan", capture)
+    target = HostTarget(
+        name="sh1.corp.example",
+        address="10.0.0.9",
+        roles=(Role.SESSION_HOST,),
+        transport=transport,
+        auth=auth,
+        username="svc@CORP.EXAMPLE",
+        allow_ntlm=allow_ntlm,
+    )
+    with pytest.raises(winrm.CollectionError):
+        winrm.HostSession(target, None).__enter__()
+    assert {key: seen.get(key) for key in expected} == expected
