@@ -469,3 +469,26 @@ def test_the_run_waits_for_the_writer_once_its_backlog_is_full(tmp_path: Path, m
     assert not third.is_alive()
     writer.wait()
     assert written == ["h0", "h1", "h2"]
+
+
+def test_the_session_s_warnings_are_on_the_page_escaped_not_on_the_terminal() -> None:
+    host = rep("h", (Role.SESSION_HOST,), (chk("rdp.disabled", Status.PASS),))
+    warned = replace(host, facts=replace(host.facts, session_warnings=("MaxMemoryPerShellMB <b>soon</b>",)))
+    page = report.render_host(warned, run_of(warned))
+    assert "The host's PowerShell session warned, in its own words:" in page
+    assert "<code>MaxMemoryPerShellMB &lt;b&gt;soon&lt;/b&gt;</code>" in page
+    assert "session warned" not in report.render_host(host, run_of(host))
+
+
+def test_a_pool_warning_is_kept_bounded_and_never_printed() -> None:
+    """pypsrp would hand it to Python's warnings machinery, which prints it raw."""
+    from types import SimpleNamespace
+
+    from collector.winrm import _MAX_POOL_WARNING_CHARS, _MAX_POOL_WARNINGS, _MeteredPool
+
+    pool = _MeteredPool.__new__(_MeteredPool)
+    pool.warnings = []
+    for _ in range(_MAX_POOL_WARNINGS + 5):
+        pool._process_runspacepool_warning(SimpleNamespace(data="x" * (_MAX_POOL_WARNING_CHARS + 100)))
+    assert len(pool.warnings) == _MAX_POOL_WARNINGS
+    assert {len(w) for w in pool.warnings} == {_MAX_POOL_WARNING_CHARS}
