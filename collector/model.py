@@ -9,11 +9,34 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler, TypeAdapter
+    from pydantic_core import CoreSchema
 
 SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+
+
+class _ReadAsTuple:
+    """How ``reader`` reads a JSON array into an ``Items`` field: as a tuple. pydantic reads a
+    ``Sequence`` into a list, but a record read back is to equal the one the run built (of
+    tuples), and be as immutable and hashable."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(tuple, handler(source))
+
+
+# A field's items: a Sequence to the type checker and the code that builds the model (which
+# passes tuples), a tuple when read back from results.json.
+Items = Annotated[Sequence[_T], _ReadAsTuple()]
 
 
 class Role(enum.StrEnum):
@@ -73,7 +96,7 @@ class ProbeResult:
     probe: str
     version: int
     data: Mapping[str, Any]
-    errors: Sequence[ProbeError] = ()
+    errors: Items[ProbeError] = ()
     duration_s: float = 0.0
     received_utc: str = ""  # the workstation's clock when the output arrived (for clock skew)
 
@@ -130,19 +153,19 @@ class HostFacts:
 
     target: HostTarget
     probes: Mapping[str, ProbeResult] = field(default_factory=dict)
-    problems: Sequence[CollectionProblem] = ()
-    planned: Sequence[str] = ()  # the probes the runner meant to run for this host's roles
+    problems: Items[CollectionProblem] = ()
+    planned: Items[str] = ()  # the probes the runner meant to run for this host's roles
     # The workstation's own probes of the host's endpoints (TLS on the gateway port, RDP on the
     # listener): what was seen, per endpoint, and the checks judged on it at collection time.
     endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    endpoint_results: Sequence[CheckResult] = ()
+    endpoint_results: Items[CheckResult] = ()
     workstation_dns: Mapping[str, Any] = field(default_factory=dict)  # how the workstation resolves this host
     started: str = ""
     finished: str = ""
     duration_s: float = 0.0
     # What the host's PowerShell runspace pool warned about, in its own words (bounded): kept for
     # the report rather than printed on the administrator's terminal.
-    session_warnings: Sequence[str] = ()
+    session_warnings: Items[str] = ()
 
 
 @dataclass(frozen=True)
@@ -163,9 +186,9 @@ class CheckResult:
     severity: Severity
     title: str
     host: str
-    evidence: Sequence[Evidence] = ()
+    evidence: Items[Evidence] = ()
     remediation: str = ""
-    references: Sequence[str] = ()
+    references: Items[str] = ()
     endpoint: str = ""
 
     @property
@@ -215,7 +238,7 @@ def fold_unknowns(checks: Sequence[CheckResult]) -> tuple[CheckResult | NotJudge
 @dataclass(frozen=True)
 class HostReport:
     facts: HostFacts
-    checks: Sequence[CheckResult]
+    checks: Items[CheckResult]
 
     @property
     def name(self) -> str:
@@ -293,7 +316,7 @@ class PathStep:
     host: str
     status: Status
     finding: str
-    evidence: Sequence[Evidence] = ()
+    evidence: Items[Evidence] = ()
 
 
 @dataclass(frozen=True)
@@ -315,14 +338,14 @@ class IncidentPath:
     client: str
     gateway: str
     session_host: str
-    users: Sequence[str]  # the client's users whose events were joined
+    users: Items[str]  # the client's users whose events were joined
     since_hours: int
     window_start: str
     window_end: str
     symptom: str  # what the client recorded, in words
-    hops: Sequence[PathStep]
-    timeline: Sequence[PathEvent] = ()
-    clocks: Sequence[HostClock] = ()
+    hops: Items[PathStep]
+    timeline: Items[PathEvent] = ()
+    clocks: Items[HostClock] = ()
 
     @property
     def first_broken(self) -> PathStep | None:
@@ -344,10 +367,10 @@ class RunReport:
     tool_version: str
     workstation: str
     inventory: str
-    hosts: Sequence[HostReport]
+    hosts: Items[HostReport]
     schema_version: int = SCHEMA_VERSION
     changes: RunChanges | None = None  # against the previous complete run, when there is one
-    paths: Sequence[IncidentPath] = ()  # every client's path to each of its session hosts, joined
+    paths: Items[IncidentPath] = ()  # every client's path to each of its session hosts, joined
 
     def counts(self) -> dict[str, int]:
         """Check results by status across the fleet."""
@@ -389,56 +412,6 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def _target_from_dict(d: Mapping[str, Any]) -> HostTarget:
-    values = dict(d)
-    values["roles"] = tuple(Role(r) for r in values.get("roles", ()))
-    values["session_hosts"] = tuple(values.get("session_hosts", ()))
-    return HostTarget(**values)
-
-
-def _facts_from_dict(d: Mapping[str, Any]) -> HostFacts:
-    return HostFacts(
-        target=_target_from_dict(d["target"]),
-        probes={
-            name: ProbeResult(
-                probe=p["probe"],
-                version=p["version"],
-                data=p["data"],
-                errors=tuple(ProbeError(**e) for e in p.get("errors", ())),
-                duration_s=p.get("duration_s", 0.0),
-                received_utc=p.get("received_utc", ""),
-            )
-            for name, p in d.get("probes", {}).items()
-        },
-        problems=tuple(
-            CollectionProblem(kind=CollectionFailure(p["kind"]), reason=p["reason"], probe=p.get("probe", ""))
-            for p in d.get("problems", ())
-        ),
-        planned=tuple(d.get("planned", ())),
-        endpoints=d.get("endpoints", {}),
-        endpoint_results=tuple(_check_from_dict(c) for c in d.get("endpoint_results", ())),
-        workstation_dns=d.get("workstation_dns", {}),
-        started=d.get("started", ""),
-        finished=d.get("finished", ""),
-        duration_s=d.get("duration_s", 0.0),
-        session_warnings=tuple(d.get("session_warnings", ())),
-    )
-
-
-def _check_from_dict(d: Mapping[str, Any]) -> CheckResult:
-    return CheckResult(
-        id=d["id"],
-        status=Status(d["status"]),
-        severity=Severity(d["severity"]),
-        title=d["title"],
-        host=d["host"],
-        evidence=tuple(Evidence(**e) for e in d.get("evidence", ())),
-        remediation=d.get("remediation", ""),
-        references=tuple(d.get("references", ())),
-        endpoint=d.get("endpoint", ""),
-    )
-
-
 def json_kind(value: Any) -> str:
     """What a parsed JSON value is, in JSON's words (for messages about a file of unknown origin)."""
     if value is None:
@@ -451,67 +424,27 @@ def json_kind(value: Any) -> str:
     return kinds.get(type(value), type(value).__name__)
 
 
+@functools.cache
+def reader(kind: type[_T]) -> TypeAdapter[_T]:
+    """pydantic's reader of one model type, built once (per process, on first use): it rebuilds the
+    frozen dataclasses from results.json, in lax mode where JSON differs from Python (enums from
+    their values, tuples from arrays), with the dataclass defaults for fields an older file lacks,
+    and raises a ValidationError (a ValueError) naming the field at fault. The JSON Schema of
+    results.json is generated from the same reader (``collector.schema``)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(kind)
+
+
 def host_from_dict(d: Mapping[str, Any]) -> HostReport:
     """Rebuild one host's record (an item of ``results.json``'s ``hosts``)."""
-    return HostReport(facts=_facts_from_dict(d["facts"]), checks=tuple(_check_from_dict(c) for c in d["checks"]))
+    return reader(HostReport).validate_python(d)
 
 
 def run_from_dict(d: Mapping[str, Any]) -> RunReport:
-    """Rebuild a run from ``results.json``; raises ValueError on a schema it does not know."""
+    """Rebuild a run from ``results.json``; raises ValueError on a schema it does not know (a
+    pydantic ValidationError, naming the field, on a document that does not fit the model)."""
     version = d.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ValueError(f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})")
-    return RunReport(
-        run_id=d["run_id"],
-        started=d["started"],
-        finished=d["finished"],
-        tool_version=d["tool_version"],
-        workstation=d["workstation"],
-        inventory=d["inventory"],
-        hosts=tuple(host_from_dict(h) for h in d["hosts"]),
-        changes=_changes_from_dict(d["changes"]) if d.get("changes") else None,
-        paths=tuple(_path_from_dict(p) for p in d.get("paths", ())),
-    )
-
-
-def _path_from_dict(d: Mapping[str, Any]) -> IncidentPath:
-    return IncidentPath(
-        client=d["client"],
-        gateway=d["gateway"],
-        session_host=d["session_host"],
-        users=tuple(d.get("users", ())),
-        since_hours=d["since_hours"],
-        window_start=d["window_start"],
-        window_end=d["window_end"],
-        symptom=d.get("symptom", ""),
-        hops=tuple(
-            PathStep(
-                key=h["key"],
-                step=h["step"],
-                host=h["host"],
-                status=Status(h["status"]),
-                finding=h["finding"],
-                evidence=tuple(Evidence(**e) for e in h.get("evidence", ())),
-            )
-            for h in d.get("hops", ())
-        ),
-        timeline=tuple(PathEvent(**{**e, "role": Role(e["role"])}) for e in d.get("timeline", ())),
-        clocks=tuple(HostClock(**c) for c in d.get("clocks", ())),
-    )
-
-
-def _changes_from_dict(d: Mapping[str, Any]) -> RunChanges:
-    return RunChanges(
-        previous_run_id=d["previous_run_id"],
-        hosts=tuple(
-            HostChanges(
-                host=h["host"],
-                new=tuple(h.get("new", ())),
-                resolved=tuple(h.get("resolved", ())),
-                still_failing=tuple(h.get("still_failing", ())),
-            )
-            for h in d.get("hosts", ())
-        ),
-        hosts_added=tuple(d.get("hosts_added", ())),
-        hosts_removed=tuple(d.get("hosts_removed", ())),
-    )
+    return reader(RunReport).validate_python(d)

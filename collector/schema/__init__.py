@@ -1,7 +1,8 @@
 """The JSON Schema of ``results.json``, generated from the model and shipped in the package.
 
 ``results.json`` is written by ``model.to_dict`` from the frozen dataclasses, so its schema is
-derived from the same types (pydantic reads dataclasses), never written by hand: the dataclass
+derived from the same types (pydantic reads dataclasses), never written by hand, through the
+same pydantic reader that reads a results.json back (``model.reader``): the dataclass
 docstrings become descriptions, and each probe's ``data`` is tied to that probe's contract model
 (``collector.contract``). The shipped file is regenerated with ``python -m collector.schema``; a
 test fails when it differs from what the model generates, so the two cannot drift apart.
@@ -13,11 +14,11 @@ import json
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from collector.contract import SCHEMAS, ContractError, validate_data
-from collector.model import SCHEMA_VERSION, RunReport, json_kind
+from collector.model import SCHEMA_VERSION, RunReport, json_kind, reader, run_from_dict
 
 FILENAME = "results.schema.json"
 SCHEMA_ID = f"urn:rdp-collector:results:v{SCHEMA_VERSION}"  # a name, not a place: nothing is fetched
@@ -46,7 +47,7 @@ def _probe_data_rules(defs: dict[str, Any]) -> list[dict[str, Any]]:
 
 def generate() -> dict[str, Any]:
     """The schema as the current model defines it."""
-    body = TypeAdapter(RunReport).json_schema(mode="serialization", ref_template="#/$defs/{model}")
+    body = reader(RunReport).json_schema(mode="serialization", ref_template="#/$defs/{model}")
     defs = body.setdefault("$defs", {})
     defs["ProbeResult"]["allOf"] = _probe_data_rules(defs)
     body["properties"]["schema_version"] = {
@@ -78,19 +79,19 @@ def load() -> dict[str, Any]:
 
 def problem_in(document: Any) -> str:
     """Why ``document`` is not a results.json this version can read ("" when it is): the run's
-    shape, checked against the model this schema is generated from, then every probe's ``data``
-    against that probe's contract, so that a file of unknown origin cannot break the rendering."""
+    shape, read as ``run_from_dict`` reads it (the reader this schema is generated from), then
+    every probe's ``data`` against that probe's contract, so that a file of unknown origin cannot
+    break the rendering."""
     if not isinstance(document, dict):
         return f"it holds a JSON {json_kind(document)}, not an object"
-    version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
-        return f"results schema version {version!r} is not supported (expected {SCHEMA_VERSION})"
     try:
-        run = TypeAdapter(RunReport).validate_python(document)
+        run = run_from_dict(document)
     except ValidationError as exc:
         err = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         return f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']}{more}"
+    except ValueError as exc:  # a schema version this one does not know
+        return str(exc)
     for index, host in enumerate(run.hosts):
         for name, probe in host.facts.probes.items():
             try:
